@@ -1,0 +1,67 @@
+"""create_api_key EMAIL [--org NAME] [--credits N]: prints the new secret on the last line."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from accounts.ledger import credits_top_up
+from accounts.models import APIKey, Membership, Organization
+from accounts.services import api_key_create, organization_create, user_get_or_create
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API key for EMAIL in organization NAME, creating the user, the "
+        "organization and the membership if they are missing. The secret is printed "
+        "alone on the last line and cannot be shown again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("email")
+        parser.add_argument("--org", help="organization name (default: the user's first, or one named after the email)")
+        parser.add_argument("--credits", type=int, default=0, help="micro-credits to top up the organization with")
+        parser.add_argument("--name", default="", help="a label for the key")
+        parser.add_argument("--scope", choices=[s.value for s in APIKey.Scope], default=APIKey.Scope.GENERATE)
+
+    @transaction.atomic
+    def handle(self, *args, email, org, credits, name, scope, **options):
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise CommandError(f"{email!r} is not a valid email address") from None
+        if credits < 0:
+            raise CommandError("--credits must not be negative")
+        user, user_created = user_get_or_create(email=email)
+        if user_created:
+            self.stdout.write(f"created user {user.email}")
+        organization = self._organization(user, org)
+        membership, created = Membership.objects.get_or_create(
+            organization=organization, user=user, defaults={"role": Membership.Role.OWNER}
+        )
+        if created:
+            self.stdout.write(f"added {user.email} to {organization.name} as {membership.role}")
+        if credits:
+            credits_top_up(organization=organization, amount=credits, memo="create_api_key")
+            self.stdout.write(
+                f"topped up {organization.name} by {credits} (balance {organization.credit_balance})"
+            )
+        key, secret = api_key_create(
+            organization=organization, created_by=user, name=name or "cli", scope=scope
+        )
+        self.stdout.write(f"created {scope} key {key.redacted} (id {key.pk}) for {organization.name}")
+        self.stdout.write(secret)
+
+    def _organization(self, user, name):
+        if name:
+            existing = Organization.objects.filter(name=name).first()
+            if existing:
+                return existing
+        else:
+            membership = user.memberships.select_related("organization").order_by("pk").first()
+            if membership:
+                return membership.organization
+            name = user.email.split("@")[0]
+        organization = organization_create(name=name)
+        self.stdout.write(f"created organization {organization.name} ({organization.slug})")
+        return organization

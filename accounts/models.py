@@ -1,0 +1,150 @@
+"""Tenants, people, API keys and the credits ledger."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email: str, password: str | None, **extra):
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email: str, password: str | None = None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra):
+        extra.update(is_staff=True, is_superuser=True)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractUser):
+    """A person. The email address is the login."""
+
+    username = None
+    email = models.EmailField("email address", unique=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = UserManager()
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Organization(models.Model):
+    """A tenant: owns keys, generations and credits."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    # Cached sum of the ledger, in micro-credits; changes only with F() under a row lock,
+    # in the same transaction as the ledger entry that explains it.
+    credit_balance = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="one_membership_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class APIKey(models.Model):
+    """An API key. The secret itself is never stored: only a lookup prefix, an
+    HMAC-SHA256 digest of the whole secret and its last four characters."""
+
+    class Scope(models.TextChoices):
+        GENERATE = "generate"
+        MANAGE = "manage"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.GENERATE)
+    prefix = models.CharField(max_length=32, unique=True)
+    digest = models.CharField(max_length=64)
+    last_four = models.CharField(max_length=4)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'key'} ({self.redacted})"
+
+    @property
+    def redacted(self) -> str:
+        return f"{self.prefix}…{self.last_four}"
+
+    @property
+    def is_active(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class CreditEntry(models.Model):
+    """Append-only ledger of credit movements, in integer micro-credits.
+
+    Each entry carries a unique idempotency key (``topup:<uuid>``, ``gen:<id>:capture``)
+    so that a retried operation can never move money twice.
+    """
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup"
+        HOLD = "hold"
+        CAPTURE = "capture"
+        RELEASE = "release"
+        ADJUSTMENT = "adjustment"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Signed change of the organization's available balance.
+    amount = models.BigIntegerField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "credit entries"
+        indexes = [models.Index(fields=["organization", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="adjustment") | ~Q(amount=0), name="ledger_entry_moves_money"
+            )
+        ]

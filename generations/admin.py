@@ -1,0 +1,60 @@
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+
+from generations.files import signed_url
+from generations.models import GeneratedImage, Generation
+
+
+def _thumbnail(image: GeneratedImage, request, size: int = 96) -> str:
+    return format_html(
+        '<a href="{0}" target="_blank"><img src="{0}" alt="image {1}" '
+        'style="width:{2}px;height:{2}px;object-fit:cover;border-radius:4px"></a>',
+        signed_url(image.file, request), image.index, size,
+    )
+
+
+class GeneratedImageInline(admin.TabularInline):
+    model = GeneratedImage
+    extra = 0
+    can_delete = False
+    fields = ("preview", "index", "seed", "width", "height", "content_type", "bytes", "file")
+    readonly_fields = fields
+
+    def preview(self, obj):
+        return _thumbnail(obj, self.request, 128)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        self.request = request
+        return super().get_formset(request, obj, **kwargs)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = ("id", "thumbnails", "organization", "model", "status", "size", "n", "steps",
+                    "total_tokens", "created_at", "duration")
+    list_filter = ("status", "model", "organization", "error_code", "created_at")
+    search_fields = ("id", "prompt", "organization__name", "end_user")
+    date_hierarchy = "created_at"
+    list_select_related = ("organization",)
+    readonly_fields = [f.name for f in Generation._meta.fields]
+    inlines = [GeneratedImageInline]
+
+    def get_queryset(self, request):
+        self.request = request
+        return super().get_queryset(request).prefetch_related("images")
+
+    @admin.display(description="images")
+    def thumbnails(self, obj):
+        return format_html_join(
+            "", "{}", ((_thumbnail(image, self.request, 48),) for image in obj.images.all())
+        )
+
+    @admin.display(description="seconds")
+    def duration(self, obj):
+        return obj.timings()["total"]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,269 @@
+"""The model catalog: which models this deployment serves, with their defaults and limits.
+
+Built in: the two local demo models (random weights, built by `build_demo_models`) and
+real models by hub id. IMAGEHUB_MODEL_CATALOG names a JSON file whose entries replace
+fields of built-in entries with the same id, add new ones, or drop one with
+``"enabled": false``::
+
+    [{"id": "flux.1-schnell", "max_n": 2},
+     {"id": "my-sdxl", "source": "/models/my-sdxl", "architecture": "sdxl"}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+# Latent pixels per output pixel along one side: the VAE's downsampling times the
+# transformer's patch size (FLUX and SD3 pack 2x2 latents into one token).
+ARCHITECTURES = {
+    "sd": {"patch": 1},
+    "sdxl": {"patch": 1},
+    "sd3": {"patch": 2},
+    "flux": {"patch": 2},
+}
+QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    source: str  # hub id or local folder
+    architecture: str
+    description: str = ""
+    owned_by: str = "imagehub"
+    created: int = 1_735_689_600  # 2025-01-01, a stable value for /v1/models
+    aliases: tuple[str, ...] = ()
+    demo: bool = False
+    default_size: tuple[int, int] = (512, 512)
+    min_size: int = 64
+    max_size: int = 1024
+    size_multiple: int = 8
+    # When set, only these WxH sizes are allowed.
+    allowed_sizes: tuple[str, ...] = ()
+    max_pixels: int = 1024 * 1024
+    max_n: int = 4
+    max_prompt_chars: int = 4000
+    default_steps: int = 4
+    max_steps: int = 50
+    # quality -> steps; "auto" uses default_steps, standard/hd follow medium/high.
+    quality_steps: dict[str, int] = field(default_factory=dict)
+    default_guidance: float = 0.0
+    supports_negative_prompt: bool = True
+    max_sequence_length: int | None = None
+    vae_scale_factor: int = 8
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ImproperlyConfigured(
+                f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}"
+            )
+
+    @property
+    def latent_pixels(self) -> int:
+        """Output pixels along one side per latent token (tokens = H/f × W/f)."""
+        return self.vae_scale_factor * ARCHITECTURES[self.architecture]["patch"]
+
+    def steps_for(self, quality: str) -> int:
+        quality = {"standard": "medium", "hd": "high"}.get(quality, quality)
+        return self.quality_steps.get(quality, self.default_steps)
+
+    def output_tokens(self, width: int, height: int) -> int:
+        """Image tokens of one output image: the latent grid the model denoises."""
+        f = self.latent_pixels
+        return (width // f) * (height // f)
+
+    def as_openai(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by,
+            # imagehub extensions: what a client may ask of this model.
+            "description": self.description,
+            "architecture": self.architecture,
+            "demo": self.demo,
+            "default_size": f"{self.default_size[0]}x{self.default_size[1]}",
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "size_multiple": self.size_multiple,
+            "allowed_sizes": list(self.allowed_sizes),
+            "max_n": self.max_n,
+            "default_steps": self.default_steps,
+            "max_steps": self.max_steps,
+            "max_prompt_chars": self.max_prompt_chars,
+        }
+
+
+def _builtin() -> list[ModelSpec]:
+    demo = Path(settings.DEMO_MODELS_DIR)
+    return [
+        ModelSpec(
+            id="demo-sd",
+            source=str(demo / "demo-sd"),
+            architecture="sd",
+            description="Random-weight Stable Diffusion-style pipeline; draws noise.",
+            demo=True,
+            default_size=(256, 256),
+            max_size=1024,
+            max_n=10,
+            default_steps=4,
+            max_steps=50,
+            quality_steps={"low": 2, "medium": 4, "high": 8},
+            default_guidance=5.0,
+        ),
+        ModelSpec(
+            id="demo-flux",
+            source=str(demo / "demo-flux"),
+            architecture="flux",
+            description="Random-weight FLUX-style pipeline; draws noise.",
+            demo=True,
+            default_size=(256, 256),
+            size_multiple=16,
+            max_size=1024,
+            max_n=10,
+            default_steps=4,
+            max_steps=50,
+            quality_steps={"low": 2, "medium": 4, "high": 8},
+            default_guidance=0.0,
+            supports_negative_prompt=False,
+            max_sequence_length=128,
+        ),
+        ModelSpec(
+            id="flux.1-schnell",
+            source="black-forest-labs/FLUX.1-schnell",
+            architecture="flux",
+            owned_by="black-forest-labs",
+            aliases=("black-forest-labs/FLUX.1-schnell",),
+            description="FLUX.1 [schnell], 12B rectified-flow transformer, 1-4 steps.",
+            default_size=(1024, 1024),
+            min_size=256,
+            max_size=2048,
+            size_multiple=16,
+            max_pixels=2048 * 2048,
+            max_n=4,
+            default_steps=4,
+            max_steps=8,
+            quality_steps={"low": 2, "medium": 4, "high": 4},
+            default_guidance=0.0,
+            supports_negative_prompt=False,
+            max_sequence_length=256,
+        ),
+        ModelSpec(
+            id="sdxl-turbo",
+            source="stabilityai/sdxl-turbo",
+            architecture="sdxl",
+            owned_by="stabilityai",
+            aliases=("stabilityai/sdxl-turbo",),
+            description="SDXL-Turbo, adversarially distilled SDXL, 1-4 steps at 512x512.",
+            default_size=(512, 512),
+            min_size=256,
+            max_size=1024,
+            max_n=8,
+            default_steps=1,
+            max_steps=8,
+            quality_steps={"low": 1, "medium": 2, "high": 4},
+            default_guidance=0.0,
+        ),
+        ModelSpec(
+            id="sdxl",
+            source="stabilityai/stable-diffusion-xl-base-1.0",
+            architecture="sdxl",
+            owned_by="stabilityai",
+            aliases=("stabilityai/stable-diffusion-xl-base-1.0",),
+            description="Stable Diffusion XL base 1.0.",
+            default_size=(1024, 1024),
+            min_size=512,
+            max_size=1536,
+            max_pixels=1536 * 1536,
+            max_n=4,
+            default_steps=30,
+            max_steps=100,
+            quality_steps={"low": 20, "medium": 30, "high": 50},
+            default_guidance=5.0,
+        ),
+        ModelSpec(
+            id="sd-1.5",
+            source="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            architecture="sd",
+            owned_by="stable-diffusion-v1-5",
+            aliases=("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
+            description="Stable Diffusion 1.5.",
+            default_size=(512, 512),
+            min_size=256,
+            max_size=1024,
+            max_n=8,
+            default_steps=25,
+            max_steps=100,
+            quality_steps={"low": 15, "medium": 25, "high": 40},
+            default_guidance=7.5,
+        ),
+    ]
+
+
+_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
+_TUPLE_FIELDS = {"aliases", "allowed_sizes", "default_size"}
+
+
+def _apply_overrides(specs: dict[str, ModelSpec], path: str) -> None:
+    try:
+        entries = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ImproperlyConfigured(f"IMAGEHUB_MODEL_CATALOG={path!r}: {exc}") from exc
+    if not isinstance(entries, list):
+        raise ImproperlyConfigured("IMAGEHUB_MODEL_CATALOG must hold a JSON list of models")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise ImproperlyConfigured(f"catalog entry without an id: {entry!r}")
+        entry = dict(entry)
+        model_id = entry.pop("id")
+        if entry.pop("enabled", True) is False:
+            specs.pop(model_id, None)
+            continue
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise ImproperlyConfigured(f"catalog entry {model_id!r}: unknown fields {sorted(unknown)}")
+        for name in _TUPLE_FIELDS & set(entry):
+            entry[name] = tuple(entry[name])
+        try:
+            if model_id in specs:
+                specs[model_id] = dataclasses.replace(specs[model_id], **entry)
+            else:
+                specs[model_id] = ModelSpec(id=model_id, **entry)
+        except TypeError as exc:
+            raise ImproperlyConfigured(f"catalog entry {model_id!r}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, ModelSpec]:
+    specs = {spec.id: spec for spec in _builtin()}
+    if settings.MODEL_CATALOG_FILE:
+        _apply_overrides(specs, settings.MODEL_CATALOG_FILE)
+    if settings.DEFAULT_MODEL not in specs:
+        raise ImproperlyConfigured(
+            f"IMAGEHUB_DEFAULT_MODEL={settings.DEFAULT_MODEL!r} is not in the catalog"
+        )
+    return specs
+
+
+def get_model(model_id: str | None) -> ModelSpec | None:
+    """The spec for an id or alias; the default model when none is named."""
+    specs = catalog()
+    if not model_id:
+        return specs[settings.DEFAULT_MODEL]
+    if model_id in specs:
+        return specs[model_id]
+    for spec in specs.values():
+        if model_id in spec.aliases:
+            return spec
+    return None
+
+
+def all_models() -> list[ModelSpec]:
+    return list(catalog().values())

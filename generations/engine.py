@@ -1,0 +1,197 @@
+"""The diffusers engine: loads catalog models once per process and runs them.
+
+Workers import this; the web process never does (it never runs a model).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from generations.catalog import ModelSpec
+
+logger = logging.getLogger("generations.engine")
+
+SEED_MODULUS = 2**63
+
+
+class ModelLoadError(Exception):
+    """The model cannot be loaded here (missing files, no network, bad id, out of memory)."""
+
+
+class OutOfMemory(Exception):
+    pass
+
+
+@dataclass
+class RunResult:
+    images: list  # PIL images, one per seed, in order
+    inference_seconds: float
+
+
+def resolve_device(name: str = "auto") -> str:
+    import torch
+
+    if name and name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _dtype_for(spec: ModelSpec, device: str):
+    import torch
+
+    if device.startswith("cuda"):
+        # FLUX and SD3 are trained in bf16; SD/SDXL VAEs overflow in bf16-less fp16 less often.
+        if spec.architecture in ("flux", "sd3"):
+            return torch.bfloat16
+        return torch.float16
+    return torch.float32
+
+
+def _is_local(source: str) -> bool:
+    return source.startswith(("/", "./", "../", "~")) or os.path.isdir(source)
+
+
+class Engine:
+    """A per-process cache of loaded pipelines and the code that runs them.
+
+    A diffusers pipeline is not thread-safe (its scheduler keeps per-call state), so each
+    pipeline runs one call at a time under its own lock.
+    """
+
+    def __init__(self, device: str | None = None):
+        self.device = resolve_device(device or settings.DEVICE)
+        self._pipes: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._load_lock = threading.Lock()
+
+    # --- loading ------------------------------------------------------------------------
+    def pipeline(self, spec: ModelSpec):
+        pipe = self._pipes.get(spec.id)
+        if pipe is not None:
+            return pipe
+        with self._load_lock:
+            pipe = self._pipes.get(spec.id)
+            if pipe is None:
+                pipe = self._load(spec)
+                self._pipes[spec.id] = pipe
+                self._locks[spec.id] = threading.Lock()
+        return pipe
+
+    def loaded_models(self) -> list[str]:
+        return list(self._pipes)
+
+    def _load(self, spec: ModelSpec):
+        import torch
+        from diffusers import DiffusionPipeline
+
+        source = spec.source
+        if _is_local(source):
+            path = Path(source).expanduser()
+            if not (path / "model_index.json").exists():
+                hint = " Run `manage.py build_demo_models`." if spec.demo else ""
+                raise ModelLoadError(f"Model '{spec.id}' has no files at {path}.{hint}")
+            source = str(path)
+        started = time.perf_counter()
+        try:
+            pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=_dtype_for(spec, self.device))
+            pipe = pipe.to(self.device)
+        except torch.OutOfMemoryError as exc:
+            raise ModelLoadError(f"Model '{spec.id}' does not fit in {self.device} memory: {exc}") from exc
+        except (OSError, ValueError, ImportError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"Model '{spec.id}' could not be loaded from {source}: {reason}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        logger.info(
+            "loaded model %s (%s) on %s in %.2fs",
+            spec.id, type(pipe).__name__, self.device, time.perf_counter() - started,
+        )
+        return pipe
+
+    # --- running ------------------------------------------------------------------------
+    def text_tokens(self, spec: ModelSpec, texts: list[str]) -> int:
+        """Prompt tokens as the model's main text encoder sees them (untruncated)."""
+        pipe = self.pipeline(spec)
+        name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
+        tokenizer = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
+        if tokenizer is None:
+            return 0
+        return sum(len(tokenizer(text, truncation=False)["input_ids"]) for text in texts if text)
+
+    def run(
+        self,
+        spec: ModelSpec,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        width: int,
+        height: int,
+        steps: int,
+        guidance_scale: float,
+        seeds: list[int],
+    ) -> RunResult:
+        import torch
+
+        pipe = self.pipeline(spec)
+        kwargs = {
+            "prompt": prompt,
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            "guidance_scale": guidance_scale,
+            "num_images_per_prompt": len(seeds),
+            # One generator per image: an image depends on its own seed alone.
+            "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
+            "output_type": "pil",
+        }
+        if negative_prompt and spec.supports_negative_prompt:
+            kwargs["negative_prompt"] = negative_prompt
+        if spec.max_sequence_length:
+            kwargs["max_sequence_length"] = spec.max_sequence_length
+        with self._locks[spec.id]:
+            started = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    output = pipe(**kwargs)
+            except torch.OutOfMemoryError as exc:
+                raise OutOfMemory(str(exc)) from exc
+            elapsed = time.perf_counter() - started
+        return RunResult(images=list(output.images), inference_seconds=elapsed)
+
+
+def encode_image(image, output_format: str, compression: int | None) -> tuple[bytes, str]:
+    """Encode a PIL image; `compression` (0-100) is the quality for jpeg and webp."""
+    buffer = io.BytesIO()
+    if output_format == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=compression if compression is not None else 95)
+        return buffer.getvalue(), "image/jpeg"
+    if output_format == "webp":
+        image.save(buffer, format="WEBP", quality=compression if compression is not None else 90)
+        return buffer.getvalue(), "image/webp"
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png"
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine: pipelines load once per worker process and are reused."""
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = Engine()
+    return _engine

@@ -1,0 +1,124 @@
+"""Generation records and the files they produced."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from imagehub.storage import images_storage
+
+
+def new_generation_id() -> str:
+    """Time-ordered and unguessable: 12 hex digits of milliseconds + 64 random bits."""
+    return f"gen_{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
+class Generation(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_generation_id, editable=False)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="generations"
+    )
+    api_key = models.ForeignKey(
+        "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="generations",
+    )
+    # OpenAI's `user`: the caller's own end-user id, opaque to us.
+    end_user = models.CharField(max_length=256, blank=True)
+    kind = models.CharField(max_length=16, default="generation")
+    model = models.CharField(max_length=200)
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    n = models.PositiveSmallIntegerField(default=1)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    steps = models.PositiveIntegerField()
+    guidance_scale = models.FloatField()
+    seed = models.BigIntegerField()
+    quality = models.CharField(max_length=16, default="auto")
+    response_format = models.CharField(max_length=16, default="b64_json")
+    output_format = models.CharField(max_length=8, default="png")
+    output_compression = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The whole normalised request, for the record and for replays.
+    params = models.JSONField(default=dict)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    input_text_tokens = models.PositiveIntegerField(default=0)
+    input_image_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    inference_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_text_tokens + self.input_image_tokens + self.output_tokens
+
+    def timings(self) -> dict[str, float | None]:
+        def seconds(a, b):
+            return round((b - a).total_seconds(), 4) if a and b else None
+
+        return {
+            "queue": seconds(self.created_at, self.started_at),
+            "inference": round(self.inference_seconds, 4) if self.inference_seconds is not None else None,
+            "total": seconds(self.created_at, self.finished_at),
+        }
+
+
+class GeneratedImage(models.Model):
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(storage=images_storage, max_length=300)
+    seed = models.BigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=32)
+    bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            # The last line of defence against a redelivered job saving a second set.
+            models.UniqueConstraint(fields=["generation", "index"], name="one_image_per_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generation_id}#{self.index}"

@@ -1,0 +1,73 @@
+"""How generations look on the wire: OpenAI's ImagesResponse plus imagehub's fields."""
+
+from __future__ import annotations
+
+import base64
+
+from generations.files import signed_url
+from generations.models import Generation
+
+# How a failed generation maps to an HTTP status when a client waited for it.
+FAILURE_STATUS = {
+    "model_unavailable": 503,
+    "out_of_memory": 503,
+    "timeout": 504,
+    "canceled": 409,
+}
+
+
+def usage(generation: Generation) -> dict:
+    return {
+        "input_tokens": generation.input_text_tokens + generation.input_image_tokens,
+        "input_tokens_details": {
+            "text_tokens": generation.input_text_tokens,
+            "image_tokens": generation.input_image_tokens,
+        },
+        "output_tokens": generation.output_tokens,
+        "total_tokens": generation.total_tokens,
+    }
+
+
+def image_items(generation: Generation, request) -> list[dict]:
+    items = []
+    for image in generation.images.all():
+        item: dict = {}
+        if generation.response_format == "url":
+            item["url"] = signed_url(image.file, request)
+        else:
+            with image.file.open("rb") as handle:
+                item["b64_json"] = base64.b64encode(handle.read()).decode("ascii")
+        # Diffusion models take the prompt as given: the "revised" prompt is the prompt.
+        item["revised_prompt"] = generation.prompt
+        item["seed"] = image.seed
+        items.append(item)
+    return items
+
+
+def generation_payload(generation: Generation, request) -> dict:
+    """The generation object: status always, ImagesResponse fields once it succeeded."""
+    payload = {
+        "id": generation.id,
+        "object": "image.generation",
+        "status": generation.status,
+        "model": generation.model,
+        "created": int(generation.created_at.timestamp()),
+        "size": generation.size,
+        "quality": generation.quality,
+        "output_format": generation.output_format,
+        "background": "opaque",
+        "n": generation.n,
+        "seed": generation.seed,
+        "steps": generation.steps,
+        "guidance_scale": generation.guidance_scale,
+        "timings": generation.timings(),
+    }
+    if generation.status == Generation.Status.SUCCEEDED:
+        payload["data"] = image_items(generation, request)
+        payload["usage"] = usage(generation)
+    elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
+        payload["error"] = {
+            "code": generation.error_code or generation.status,
+            "message": generation.error_message,
+        }
+    return payload

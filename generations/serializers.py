@@ -1,0 +1,196 @@
+"""Request validation and response shapes of the Images API.
+
+Every invalid field becomes a 400 that names it as `param`, like OpenAI's API does.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from rest_framework import serializers
+
+from generations.catalog import QUALITIES, ModelSpec, get_model
+from imagehub.errors import NotFound
+
+SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+MAX_SEED = 2**63 - 1
+OPENAI_STYLES = ("vivid", "natural")
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects parameters it does not know, naming the first one (OpenAI does the same)."""
+
+    # Fields the OpenAI SDK or common clients send that we accept and ignore.
+    ignored: tuple[str, ...] = ()
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            for key in data:
+                if key not in self.fields and key not in self.ignored:
+                    raise serializers.ValidationError({key: f"Unknown parameter: '{key}'."})
+        return super().to_internal_value(data)
+
+
+class GenerationRequestSerializer(StrictSerializer):
+    ignored = ("moderation",)
+
+    prompt = serializers.CharField(trim_whitespace=False, allow_blank=False)
+    model = serializers.CharField(required=False, allow_null=True, max_length=200)
+    n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10)
+    size = serializers.CharField(required=False, allow_null=True, max_length=20)
+    width = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=16384)
+    height = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=16384)
+    quality = serializers.ChoiceField(choices=QUALITIES, required=False, allow_null=True)
+    style = serializers.ChoiceField(choices=OPENAI_STYLES, required=False, allow_null=True)
+    response_format = serializers.ChoiceField(
+        choices=("url", "b64_json"), required=False, allow_null=True
+    )
+    output_format = serializers.ChoiceField(
+        choices=("png", "jpeg", "webp"), required=False, allow_null=True
+    )
+    output_compression = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100
+    )
+    background = serializers.ChoiceField(choices=("auto", "opaque"), required=False, allow_null=True)
+    user = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=256)
+    negative_prompt = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, trim_whitespace=False, max_length=4000
+    )
+    num_inference_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    num_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    guidance_scale = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=50)
+    seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
+    stream = serializers.BooleanField(required=False, allow_null=True)
+    partial_images = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=3
+    )
+
+    def validate(self, attrs):
+        spec = get_model(attrs.get("model"))
+        if spec is None:
+            raise NotFound(
+                f"The model '{attrs.get('model')}' does not exist. GET /v1/models lists the "
+                "models this server offers.",
+                param="model",
+                code="model_not_found",
+            )
+        if attrs.get("stream"):
+            raise serializers.ValidationError(
+                {"stream": "Streaming is not supported by this server yet; omit 'stream'."}
+            )
+        prompt = attrs["prompt"]
+        if not prompt.strip():
+            raise serializers.ValidationError({"prompt": "The prompt must not be empty."})
+        if len(prompt) > spec.max_prompt_chars:
+            raise serializers.ValidationError(
+                {"prompt": f"The prompt is {len(prompt)} characters long; model '{spec.id}' "
+                           f"accepts at most {spec.max_prompt_chars}."}
+            )
+        if attrs.get("negative_prompt") and not spec.supports_negative_prompt:
+            raise serializers.ValidationError(
+                {"negative_prompt": f"Model '{spec.id}' does not use a negative prompt."}
+            )
+        n = attrs.get("n") or 1
+        if n > spec.max_n:
+            raise serializers.ValidationError(
+                {"n": f"Model '{spec.id}' generates at most {spec.max_n} images per request; got {n}."}
+            )
+        width, height = _resolve_size(spec, attrs)
+        steps, quality = _resolve_steps(spec, attrs)
+        guidance = attrs.get("guidance_scale")
+        seed = attrs.get("seed")
+        return {
+            "spec": spec,
+            "model": spec.id,
+            "prompt": prompt,
+            "negative_prompt": attrs.get("negative_prompt") or "",
+            "n": n,
+            "width": width,
+            "height": height,
+            "steps": steps,
+            "quality": quality,
+            "guidance_scale": spec.default_guidance if guidance is None else guidance,
+            # Without a seed we draw one and record it, so any image can be reproduced.
+            "seed": secrets.randbelow(2**32) if seed is None else seed,
+            "response_format": attrs.get("response_format") or _default_response_format(),
+            "output_format": attrs.get("output_format") or "png",
+            "output_compression": attrs.get("output_compression"),
+            "end_user": attrs.get("user") or "",
+            "style": attrs.get("style"),
+        }
+
+
+def _default_response_format() -> str:
+    from django.conf import settings
+
+    return getattr(settings, "DEFAULT_RESPONSE_FORMAT", "b64_json")
+
+
+def _resolve_size(spec: ModelSpec, attrs: dict) -> tuple[int, int]:
+    size = attrs.get("size")
+    width, height = attrs.get("width"), attrs.get("height")
+    if (width is None) != (height is None):
+        missing = "height" if height is None else "width"
+        raise serializers.ValidationError({missing: "Give 'width' and 'height' together."})
+    if width is not None:
+        param = "width"
+        if size not in (None, "auto") and SIZE_RE.match(size) and _parse(size) != (width, height):
+            raise serializers.ValidationError(
+                {"size": f"'size' {size} disagrees with width={width}, height={height}."}
+            )
+    elif size in (None, "", "auto"):
+        return spec.default_size
+    else:
+        param = "size"
+        if not SIZE_RE.match(size):
+            raise serializers.ValidationError(
+                {"size": f"'{size}' is not a size: use 'WIDTHxHEIGHT' (e.g. '512x512') or 'auto'."}
+            )
+        width, height = _parse(size)
+    label = f"{width}x{height}"
+    if spec.allowed_sizes and label not in spec.allowed_sizes:
+        raise serializers.ValidationError(
+            {param: f"Model '{spec.id}' supports the sizes {', '.join(spec.allowed_sizes)}; got {label}."}
+        )
+    for name, value in (("width", width), ("height", height)):
+        if not spec.min_size <= value <= spec.max_size:
+            raise serializers.ValidationError(
+                {param: f"The {name} {value} is outside {spec.min_size}-{spec.max_size} "
+                        f"pixels for model '{spec.id}'."}
+            )
+        if value % spec.size_multiple:
+            raise serializers.ValidationError(
+                {param: f"The {name} {value} must be a multiple of {spec.size_multiple} "
+                        f"for model '{spec.id}'."}
+            )
+    if width * height > spec.max_pixels:
+        raise serializers.ValidationError(
+            {param: f"{label} is {width * height} pixels; model '{spec.id}' allows at most "
+                    f"{spec.max_pixels}."}
+        )
+    return width, height
+
+
+def _parse(size: str) -> tuple[int, int]:
+    match = SIZE_RE.match(size)
+    return int(match.group(1)), int(match.group(2))
+
+
+def _resolve_steps(spec: ModelSpec, attrs: dict) -> tuple[int, str]:
+    quality = attrs.get("quality") or "auto"
+    explicit = attrs.get("num_inference_steps")
+    alias = attrs.get("num_steps")
+    if explicit is not None and alias is not None and explicit != alias:
+        raise serializers.ValidationError(
+            {"num_steps": "'num_steps' is an alias of 'num_inference_steps'; they disagree."}
+        )
+    steps = explicit if explicit is not None else alias
+    param = "num_inference_steps" if explicit is not None else "num_steps"
+    if steps is None:
+        return spec.steps_for(quality), quality
+    if steps > spec.max_steps:
+        raise serializers.ValidationError(
+            {param: f"Model '{spec.id}' runs at most {spec.max_steps} steps; got {steps}."}
+        )
+    return steps, quality

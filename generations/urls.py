@@ -1,0 +1,18 @@
+from django.urls import path
+
+from generations import views
+
+create = views.ImageGenerationViewSet.as_view({"post": "create"})
+retrieve = views.ImageGenerationViewSet.as_view({"get": "retrieve"})
+
+urlpatterns = [
+    path("v1/images/generations", create, name="image-generations"),
+    # Paths other providers use for the same endpoint (see the provider docs we follow).
+    path("v1/images/generation", create),
+    path("api/images/generations", create),
+    path("v1/images/generations/<str:pk>", retrieve, name="image-generation-detail"),
+    path("v1/models", views.ModelViewSet.as_view({"get": "list"}), name="models"),
+    # Hub ids contain a slash ("black-forest-labs/FLUX.1-schnell").
+    path("v1/models/<path:pk>", views.ModelViewSet.as_view({"get": "retrieve"}), name="model-detail"),
+    path("v1/files/<path:name>", views.serve_file, name="image-file"),
+]

@@ -1,0 +1,158 @@
+"""The Images API and the model list."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.response import Response
+
+from generations import notify, presenters
+from generations.catalog import all_models, get_model
+from generations.files import verify
+from generations.models import Generation, new_generation_id
+from generations.serializers import GenerationRequestSerializer
+from generations.services import generation_create
+from imagehub import errors
+from imagehub.storage import images
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
+
+
+def _prefer(request) -> tuple[bool, float]:
+    """RFC 7240 Prefer: `respond-async` returns at once; `wait=N` bounds a sync wait."""
+    header = request.headers.get("Prefer", "").lower()
+    wait = settings.SYNC_WAIT_SECONDS
+    match = _PREFER_WAIT.search(header)
+    if match:
+        wait = min(wait, max(1.0, float(match.group(1))))
+    return "respond-async" in header, wait
+
+
+def _wait(generation: Generation, event, timeout: float) -> Generation:
+    """Sleep until the worker's completion notice (or a periodic safety re-read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        generation.refresh_from_db()
+        remaining = deadline - time.monotonic()
+        if generation.is_finished or remaining <= 0:
+            return generation
+        event.wait(min(remaining, 5.0))
+        event.clear()
+
+
+class ImageGenerationViewSet(viewsets.ViewSet):
+    @extend_schema(
+        request=GenerationRequestSerializer,
+        responses={200: dict, 202: dict},
+        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER,
+                                     description="`respond-async` for 202 + polling; `wait=N` seconds")],
+        summary="Create images from a prompt",
+    )
+    def create(self, request):
+        serializer = GenerationRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        params = serializer.validated_data
+        key = request.auth
+        respond_async, wait_seconds = _prefer(request)
+        generation_id = new_generation_id()
+        # Subscribe before the job exists, so its completion notice cannot be missed.
+        with notify.subscription(generation_id) as done:
+            generation = generation_create(
+                id=generation_id,
+                organization=key.organization,
+                api_key=key,
+                user=key.created_by,
+                end_user=params["end_user"],
+                model=params["model"],
+                prompt=params["prompt"],
+                negative_prompt=params["negative_prompt"],
+                n=params["n"],
+                width=params["width"],
+                height=params["height"],
+                steps=params["steps"],
+                guidance_scale=params["guidance_scale"],
+                seed=params["seed"],
+                quality=params["quality"],
+                response_format=params["response_format"],
+                output_format=params["output_format"],
+                output_compression=params["output_compression"],
+                params={k: v for k, v in params.items() if k != "spec"},
+            )
+            if respond_async:
+                response = Response(
+                    presenters.generation_payload(generation, request),
+                    status=status.HTTP_202_ACCEPTED,
+                )
+                response["Preference-Applied"] = "respond-async"
+                response["Location"] = f"/v1/images/generations/{generation.id}"
+                response["x-generation-id"] = generation.id
+                return response
+            generation = _wait(generation, done, wait_seconds)
+        return self._finished(generation, request, wait_seconds)
+
+    def _finished(self, generation: Generation, request, waited: float) -> Response:
+        headers = {"x-generation-id": generation.id}
+        if generation.status == Generation.Status.SUCCEEDED:
+            return Response(presenters.generation_payload(generation, request), headers=headers)
+        if not generation.is_finished:
+            raise errors.GatewayTimeout(
+                f"Generation {generation.id} did not finish within {waited:.0f} s. It is still "
+                f"{generation.status}; poll GET /v1/images/generations/{generation.id}.",
+                code="generation_timeout",
+                headers=headers,
+                extra={"generation_id": generation.id},
+            )
+        err = errors.APIError(
+            generation.error_message or f"Generation {generation.status}.",
+            code=generation.error_code or generation.status,
+            headers=headers,
+            extra={"generation_id": generation.id},
+        )
+        err.status = presenters.FAILURE_STATUS.get(generation.error_code, 500)
+        raise err
+
+    @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
+    def retrieve(self, request, pk=None):
+        generation = Generation.objects.filter(pk=pk, organization=request.auth.organization).first()
+        if generation is None:
+            # Another tenant's id looks exactly like one that does not exist.
+            raise errors.NotFound(f"No generation with id '{pk}'.", param="id",
+                                  code="generation_not_found")
+        return Response(presenters.generation_payload(generation, request),
+                        headers={"x-generation-id": generation.id})
+
+
+class ModelViewSet(viewsets.ViewSet):
+    @extend_schema(responses={200: dict}, summary="List models")
+    def list(self, request):
+        return Response({"object": "list", "data": [m.as_openai() for m in all_models()]})
+
+    @extend_schema(responses={200: dict}, summary="Retrieve a model")
+    def retrieve(self, request, pk=None):
+        spec = get_model(pk)
+        if spec is None:
+            raise errors.NotFound(f"The model '{pk}' does not exist.", param="model",
+                                  code="model_not_found")
+        return Response(spec.as_openai())
+
+
+@extend_schema(exclude=True)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([])
+def serve_file(request, name: str):
+    """Serve a stored image to whoever holds an unexpired signed link."""
+    if not verify(name, request.GET.get("expires"), request.GET.get("signature")):
+        raise errors.PermissionError_("This link is invalid or has expired.", code="invalid_signature")
+    storage = images
+    if not storage.exists(name):
+        raise errors.NotFound("No such file.")
+    response = FileResponse(storage.open(name, "rb"))
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

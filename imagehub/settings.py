@@ -1,0 +1,232 @@
+"""imagehub settings: one module, read from the environment, failing fast on bad values.
+
+The defaults are the embedded set-up of `make run` (SQLite, in-process Dramatiq broker,
+local files). Production sets DATABASE_URL, DRAMATIQ_BROKER_URL and STORAGE=s3.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from imagehub.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("IMAGEHUB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, or one generated once and kept in the data dir."""
+    value = env_str("DJANGO_SECRET_KEY")
+    if value:
+        return value
+    key_file = DATA_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(50)
+    key_file.write_text(value)
+    key_file.chmod(0o600)
+    return value
+
+
+SECRET_KEY = _secret_key()
+# API keys are stored as HMAC-SHA256 digests under this secret. Changing it invalidates
+# every key, so production should set it explicitly (and never rotate SECRET_KEY into it).
+API_KEY_HMAC_SECRET = env_str("IMAGEHUB_API_KEY_SECRET", SECRET_KEY)
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_HTTPS_PROXY", False) else None
+)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "storages",
+    "accounts",
+    "generations",
+]
+
+MIDDLEWARE = [
+    "imagehub.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "imagehub.urls"
+WSGI_APPLICATION = "imagehub.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'imagehub.sqlite3'}")
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+except Exception as exc:  # dj_database_url raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Worker threads and request threads write concurrently: WAL + a busy timeout keep
+    # SQLite from answering "database is locked" under the embedded default.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- broker, notifications -------------------------------------------------------------
+# Unset: an in-process StubBroker with worker threads inside the web process.
+DRAMATIQ_BROKER_URL = env_str("DRAMATIQ_BROKER_URL")
+if DRAMATIQ_BROKER_URL and not DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+    raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with redis:// or amqp://")
+DRAMATIQ_QUEUE = env_str("IMAGEHUB_QUEUE", "gpu")
+# Worker threads of the in-process broker (embedded default only).
+INPROCESS_WORKER_THREADS = env_int("IMAGEHUB_INPROCESS_WORKERS", 1, minimum=1)
+# Where completion notices travel from workers to waiting web requests:
+# "auto" = Redis pub/sub when a Redis URL is known, PostgreSQL LISTEN/NOTIFY on
+# PostgreSQL, in-process otherwise.
+NOTIFY_BACKEND = env_choice("IMAGEHUB_NOTIFY", "auto", {"auto", "redis", "postgres", "local"})
+REDIS_URL = env_str(
+    "REDIS_URL", DRAMATIQ_BROKER_URL if DRAMATIQ_BROKER_URL.startswith("redis") else ""
+)
+
+# --- generations ------------------------------------------------------------------------
+SYNC_WAIT_SECONDS = env_float("IMAGEHUB_SYNC_WAIT_SECONDS", 300.0, minimum=0.1)
+GENERATION_TIME_LIMIT_SECONDS = env_int("IMAGEHUB_JOB_TIME_LIMIT", 600, minimum=1)
+# A worker holds a claimed job for this long; after it, a redelivered message may take
+# the job over (the first worker is presumed dead).
+GENERATION_LEASE_SECONDS = env_int("IMAGEHUB_JOB_LEASE_SECONDS", 900, minimum=10)
+DEMO_MODELS_DIR = Path(env_str("IMAGEHUB_DEMO_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
+# JSON file whose entries replace or extend the built-in catalog (generations/catalog.py).
+MODEL_CATALOG_FILE = env_str("IMAGEHUB_MODEL_CATALOG")
+DEFAULT_MODEL = env_str("IMAGEHUB_DEFAULT_MODEL", "demo-sd")
+DEVICE = env_str("IMAGEHUB_DEVICE", "auto")
+SIGNED_URL_TTL_SECONDS = env_int("IMAGEHUB_URL_TTL_SECONDS", 3600, minimum=1)
+# The public base URL used in `url` responses; empty = taken from the request.
+PUBLIC_BASE_URL = env_str("IMAGEHUB_PUBLIC_URL").rstrip("/")
+
+# --- storage -----------------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("IMAGEHUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGE = env_choice("STORAGE", "local", {"local", "s3"})
+if STORAGE == "s3":
+    bucket = env_str("AWS_STORAGE_BUCKET_NAME")
+    if not bucket:
+        raise ImproperlyConfigured("STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME")
+    _images_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "location": env_str("AWS_LOCATION", "images"),
+            "querystring_auth": True,
+            "querystring_expire": SIGNED_URL_TTL_SECONDS,
+            "file_overwrite": False,
+            "default_acl": None,
+        },
+    }
+else:
+    _images_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT / "images", "base_url": None},
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "images": _images_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- HTTP limits ----------------------------------------------------------------------------
+# Bodies above this get 413 (uploads for edits arrive as files, limited separately).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("IMAGEHUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasAPIKey"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "imagehub.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "imagehub API",
+    "DESCRIPTION": "OpenAI-compatible image generation on your own GPUs.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- i18n, logging -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOG_LEVEL = env_str("IMAGEHUB_LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "imagehub": {"level": LOG_LEVEL},
+        "generations": {"level": LOG_LEVEL},
+        "accounts": {"level": LOG_LEVEL},
+        "dramatiq": {"level": "WARNING"},
+    },
+}
+MAX_UPLOAD_BYTES = env_int("IMAGEHUB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
+# `response_format` when a request names none (OpenAI's gpt-image models always answer
+# b64_json; set "url" for clients written for dall-e).
+DEFAULT_RESPONSE_FORMAT = env_choice("IMAGEHUB_DEFAULT_RESPONSE_FORMAT", "b64_json", {"b64_json", "url"})

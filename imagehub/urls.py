@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.db import connection
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+
+def healthz(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+urlpatterns = [
+    path("", include("generations.urls")),
+    path("healthz", healthz),
+    path("openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "imagehub.errors.handler400"
+handler403 = "imagehub.errors.handler403"
+handler404 = "imagehub.errors.handler404"
+handler500 = "imagehub.errors.handler500"

@@ -1,0 +1,104 @@
+"""The worker side: claiming, redelivery and crashes never produce a second set of images."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from generations.models import GeneratedImage, Generation
+from generations.runner import run_generation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(tenant):
+    def make(**overrides):
+        fields = dict(
+            organization=tenant.org, api_key=tenant.key, model="demo-sd", prompt="job",
+            n=2, width=64, height=64, steps=2, guidance_scale=5.0, seed=42,
+        )
+        fields.update(overrides)
+        return Generation.objects.create(**fields)
+
+    return make
+
+
+def files_of(generation):
+    return sorted(generation.images.values_list("file", flat=True))
+
+
+def test_runs_and_completes(queued):
+    generation = queued()
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded" and generation.attempts == 1
+    assert generation.images.count() == 2
+    assert generation.output_tokens == 2 * 8 * 8 and generation.input_text_tokens > 0
+    assert generation.started_at and generation.finished_at and generation.inference_seconds > 0
+
+
+def test_redelivered_message_does_nothing_twice(queued):
+    generation = queued()
+    run_generation(generation_id=generation.id)
+    before = files_of(generation)
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert files_of(generation) == before
+    assert generation.attempts == 1 and generation.status == "succeeded"
+
+
+def test_running_job_with_live_lease_is_left_alone(queued):
+    generation = queued(status="running", lease_expires_at=timezone.now() + timedelta(minutes=5))
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "running" and generation.images.count() == 0
+
+
+def test_worker_died_after_saving_images(queued, monkeypatch):
+    """A worker stored the images, then died before completing the record: the
+    redelivered job completes it with the same images and generates nothing."""
+    from generations import runner
+
+    generation = queued()
+    real_complete = runner.services.generation_complete
+
+    def die(**kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(runner.services, "generation_complete", die)
+    with pytest.raises(SystemExit):
+        run_generation(generation_id=generation.id)
+    monkeypatch.setattr(runner.services, "generation_complete", real_complete)
+    generation.refresh_from_db()
+    assert generation.status == "running" and generation.images.count() == 2
+    saved = files_of(generation)
+
+    # Its lease runs out; the broker redelivers the message.
+    Generation.objects.filter(pk=generation.pk).update(lease_expires_at=timezone.now())
+    monkeypatch.setattr(
+        runner.get_engine().__class__, "run",
+        lambda *a, **k: pytest.fail("must not generate again"),
+    )
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded" and generation.attempts == 2
+    assert files_of(generation) == saved
+
+
+def test_worker_died_halfway_generates_only_the_missing_image(queued):
+    generation = queued()
+    run_generation(generation_id=generation.id)
+    first = generation.images.get(index=0)
+    reference = generation.images.get(index=1).file.read()
+    # Pretend the second image was never stored and the worker vanished.
+    generation.images.filter(index=1).delete()
+    Generation.objects.filter(pk=generation.pk).update(
+        status="running", lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded"
+    assert generation.images.get(index=0).file.name == first.file.name
+    assert generation.images.get(index=1).file.read() == reference
+    assert GeneratedImage.objects.filter(generation=generation).count() == 2

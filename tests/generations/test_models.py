@@ -1,0 +1,73 @@
+"""GET /v1/models and the catalog behind it."""
+
+import json
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from generations import catalog
+
+
+def test_lists_models_in_openai_format(api):
+    response = api.get("/v1/models")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "list"
+    ids = {model["id"] for model in body["data"]}
+    assert {"demo-sd", "demo-flux", "flux.1-schnell", "sdxl-turbo", "sd-1.5"} <= ids
+    for model in body["data"]:
+        assert model["object"] == "model"
+        assert isinstance(model["created"], int) and model["owned_by"]
+
+
+def test_retrieve_by_id_and_by_hub_id(api):
+    assert api.get("/v1/models/demo-sd").json()["default_size"] == "256x256"
+    flux = api.get("/v1/models/black-forest-labs/FLUX.1-schnell").json()
+    assert flux["id"] == "flux.1-schnell" and flux["max_steps"] == 8
+
+
+def test_models_need_a_key(client, db):
+    assert client.get("/v1/models").status_code == 401
+
+
+def test_catalog_file_overrides_adds_and_removes(settings, tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps([
+        {"id": "flux.1-schnell", "max_n": 2},
+        {"id": "sd-1.5", "enabled": False},
+        {"id": "my-model", "source": "/models/mine", "architecture": "sdxl",
+         "default_size": [768, 768]},
+    ]))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        assert catalog.get_model("flux.1-schnell").max_n == 2
+        assert catalog.get_model("sd-1.5") is None
+        assert catalog.get_model("my-model").default_size == (768, 768)
+    finally:
+        catalog.catalog.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"id": "x"}', "[{}]", '[{"id": "x", "colour": "red"}]', '[{"id": "x", "architecture": "gan"}]',
+     "not json"],
+)
+def test_bad_catalog_file_fails_fast(settings, tmp_path, content):
+    path = tmp_path / "catalog.json"
+    path.write_text(content)
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        with pytest.raises(ImproperlyConfigured):
+            catalog.catalog()
+    finally:
+        catalog.catalog.cache_clear()
+
+
+def test_openapi_schema_and_docs(client, db):
+    schema = client.get("/openapi.json")
+    assert schema.status_code == 200
+    assert "/v1/images/generations" in schema.json()["paths"]
+    docs = client.get("/docs/")
+    assert docs.status_code == 200 and b"swagger" in docs.content.lower()

@@ -12,7 +12,10 @@ class UserAdmin(BaseUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("first_name", "last_name")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -36,11 +39,29 @@ class OrganizationAdmin(admin.ModelAdmin):
 class APIKeyAdmin(admin.ModelAdmin):
     # The digest is deliberately absent: it is useless to a person and we show as
     # little about secrets as we can.
-    list_display = ("name", "redacted", "organization", "scope", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "redacted",
+        "organization",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     list_filter = ("scope", "organization")
     search_fields = ("name", "prefix", "organization__name")
-    fields = ("organization", "created_by", "name", "scope", "prefix", "last_four",
-              "created_at", "last_used_at", "expires_at", "revoked_at")
+    fields = (
+        "organization",
+        "created_by",
+        "name",
+        "scope",
+        "prefix",
+        "last_four",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     readonly_fields = ("prefix", "last_four", "created_at", "last_used_at")
 
     def has_add_permission(self, request):

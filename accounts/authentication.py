@@ -12,9 +12,7 @@ from accounts.models import APIKey
 from accounts.services import api_key_touch
 from imagehub.errors import AuthenticationFailed
 
-_BAD_KEY = (
-    "Incorrect API key provided. You can find your API keys in your imagehub organization."
-)
+_BAD_KEY = "Incorrect API key provided. You can find your API keys in your imagehub organization."
 
 
 def _redact(secret: str) -> str:
@@ -38,7 +36,9 @@ class BearerKeyAuthentication(BaseAuthentication):
             raise AuthenticationFailed(_BAD_KEY) from None
         prefix = keys.lookup_prefix(secret)
         key = (
-            APIKey.objects.select_related("organization", "created_by").filter(prefix=prefix).first()
+            APIKey.objects.select_related("organization", "created_by")
+            .filter(prefix=prefix)
+            .first()
             if prefix
             else None
         )

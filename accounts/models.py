@@ -65,8 +65,12 @@ class Membership(models.Model):
         ADMIN = "admin"
         MEMBER = "member"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -87,7 +91,9 @@ class APIKey(models.Model):
         GENERATE = "generate"
         MANAGE = "manage"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_keys"
     )
@@ -148,3 +154,6 @@ class CreditEntry(models.Model):
                 condition=Q(kind="adjustment") | ~Q(amount=0), name="ledger_entry_moves_money"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} ({self.idempotency_key})"

@@ -9,7 +9,9 @@ def _thumbnail(image: GeneratedImage, request, size: int = 96) -> str:
     return format_html(
         '<a href="{0}" target="_blank"><img src="{0}" alt="image {1}" '
         'style="width:{2}px;height:{2}px;object-fit:cover;border-radius:4px"></a>',
-        signed_url(image.file, request), image.index, size,
+        signed_url(image.file, request),
+        image.index,
+        size,
     )
 
 
@@ -33,8 +35,19 @@ class GeneratedImageInline(admin.TabularInline):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ("id", "thumbnails", "organization", "model", "status", "size", "n", "steps",
-                    "total_tokens", "created_at", "duration")
+    list_display = (
+        "id",
+        "thumbnails",
+        "organization",
+        "model",
+        "status",
+        "size",
+        "n",
+        "steps",
+        "total_tokens",
+        "created_at",
+        "duration",
+    )
     list_filter = ("status", "model", "organization", "error_code", "created_at")
     search_fields = ("id", "prompt", "organization__name", "end_user")
     date_hierarchy = "created_at"

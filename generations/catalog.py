@@ -193,7 +193,10 @@ def _builtin() -> list[ModelSpec]:
             source="stable-diffusion-v1-5/stable-diffusion-v1-5",
             architecture="sd",
             owned_by="stable-diffusion-v1-5",
-            aliases=("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
+            aliases=(
+                "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                "runwayml/stable-diffusion-v1-5",
+            ),
             description="Stable Diffusion 1.5.",
             default_size=(512, 512),
             min_size=256,
@@ -228,7 +231,9 @@ def _apply_overrides(specs: dict[str, ModelSpec], path: str) -> None:
             continue
         unknown = set(entry) - _FIELDS
         if unknown:
-            raise ImproperlyConfigured(f"catalog entry {model_id!r}: unknown fields {sorted(unknown)}")
+            raise ImproperlyConfigured(
+                f"catalog entry {model_id!r}: unknown fields {sorted(unknown)}"
+            )
         for name in _TUPLE_FIELDS & set(entry):
             entry[name] = tuple(entry[name])
         try:

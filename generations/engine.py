@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class Engine:
     """
 
     def __init__(self, device: str | None = None):
+        import diffusers
+        import transformers
+
+        # Per-component loading bars would drown the job log lines; we log one line per load.
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
         self.device = resolve_device(device or settings.DEVICE)
         self._pipes: dict[str, object] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -105,17 +112,29 @@ class Engine:
             source = str(path)
         started = time.perf_counter()
         try:
-            pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=_dtype_for(spec, self.device))
+            with warnings.catch_warnings():
+                # diffusers renames torch_dtype to dtype; the old name works on every version.
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = DiffusionPipeline.from_pretrained(
+                    source, torch_dtype=_dtype_for(spec, self.device)
+                )
             pipe = pipe.to(self.device)
         except torch.OutOfMemoryError as exc:
-            raise ModelLoadError(f"Model '{spec.id}' does not fit in {self.device} memory: {exc}") from exc
+            raise ModelLoadError(
+                f"Model '{spec.id}' does not fit in {self.device} memory: {exc}"
+            ) from exc
         except (OSError, ValueError, ImportError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"Model '{spec.id}' could not be loaded from {source}: {reason}") from exc
+            raise ModelLoadError(
+                f"Model '{spec.id}' could not be loaded from {source}: {reason}"
+            ) from exc
         pipe.set_progress_bar_config(disable=True)
         logger.info(
             "loaded model %s (%s) on %s in %.2fs",
-            spec.id, type(pipe).__name__, self.device, time.perf_counter() - started,
+            spec.id,
+            type(pipe).__name__,
+            self.device,
+            time.perf_counter() - started,
         )
         return pipe
 
@@ -174,7 +193,9 @@ def encode_image(image, output_format: str, compression: int | None) -> tuple[by
     """Encode a PIL image; `compression` (0-100) is the quality for jpeg and webp."""
     buffer = io.BytesIO()
     if output_format == "jpeg":
-        image.convert("RGB").save(buffer, format="JPEG", quality=compression if compression is not None else 95)
+        image.convert("RGB").save(
+            buffer, format="JPEG", quality=compression if compression is not None else 95
+        )
         return buffer.getvalue(), "image/jpeg"
     if output_format == "webp":
         image.save(buffer, format="WEBP", quality=compression if compression is not None else 90)

@@ -27,15 +27,24 @@ class Generation(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
 
-    id = models.CharField(primary_key=True, max_length=40, default=new_generation_id, editable=False)
+    id = models.CharField(
+        primary_key=True, max_length=40, default=new_generation_id, editable=False
+    )
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="generations"
     )
     api_key = models.ForeignKey(
-        "accounts.APIKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
+        "accounts.APIKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="generations",
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="generations",
     )
     # OpenAI's `user`: the caller's own end-user id, opaque to us.
@@ -57,7 +66,9 @@ class Generation(models.Model):
     # The whole normalised request, for the record and for replays.
     params = models.JSONField(default=dict)
 
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -97,7 +108,9 @@ class Generation(models.Model):
 
         return {
             "queue": seconds(self.created_at, self.started_at),
-            "inference": round(self.inference_seconds, 4) if self.inference_seconds is not None else None,
+            "inference": round(self.inference_seconds, 4)
+            if self.inference_seconds is not None
+            else None,
             "total": seconds(self.created_at, self.finished_at),
         }
 

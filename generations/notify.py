@@ -66,7 +66,9 @@ class _Listener:
             return
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="imagehub-notify", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="imagehub-notify", daemon=True
+                )
                 self._thread.start()
         # Wait (briefly) for the subscription so the first waiter cannot miss its notice.
         self._started.wait(timeout=5)
@@ -78,7 +80,9 @@ class _Listener:
                 self.listen(self._started.set)
                 backoff = 0.5
             except Exception:  # noqa: BLE001 - a listener must outlive any broken connection
-                logger.warning("notice listener lost its connection; retrying in %.1fs", backoff, exc_info=True)
+                logger.warning(
+                    "notice listener lost its connection; retrying in %.1fs", backoff, exc_info=True
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10)
 

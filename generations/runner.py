@@ -31,8 +31,13 @@ def run_generation(*, generation_id: str) -> None:
     generation = Generation.objects.get(pk=generation_id)
     logger.info(
         "running %s attempt=%d model=%s n=%d size=%s steps=%d worker=%s",
-        generation.id, generation.attempts, generation.model, generation.n, generation.size,
-        generation.steps, WORKER_NAME,
+        generation.id,
+        generation.attempts,
+        generation.model,
+        generation.n,
+        generation.size,
+        generation.steps,
+        WORKER_NAME,
     )
     started = time.perf_counter()
     try:
@@ -75,9 +80,14 @@ def _run(generation: Generation) -> None:
                 image, generation.output_format, generation.output_compression
             )
             services.generation_save_image(
-                generation=generation, index=index, seed=generation.seed + index, data=data,
-                content_type=content_type, extension=EXTENSIONS[generation.output_format],
-                width=image.width, height=image.height,
+                generation=generation,
+                index=index,
+                seed=generation.seed + index,
+                data=data,
+                content_type=content_type,
+                extension=EXTENSIONS[generation.output_format],
+                width=image.width,
+                height=image.height,
             )
     text_tokens = engine.text_tokens(spec, [generation.prompt, generation.negative_prompt])
     services.generation_complete(

@@ -52,15 +52,21 @@ class GenerationRequestSerializer(StrictSerializer):
     output_compression = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=100
     )
-    background = serializers.ChoiceField(choices=("auto", "opaque"), required=False, allow_null=True)
+    background = serializers.ChoiceField(
+        choices=("auto", "opaque"), required=False, allow_null=True
+    )
     user = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=256)
     negative_prompt = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, trim_whitespace=False, max_length=4000
     )
     num_inference_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     num_steps = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    guidance_scale = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=50)
-    seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=MAX_SEED)
+    guidance_scale = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=50
+    )
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_SEED
+    )
     stream = serializers.BooleanField(required=False, allow_null=True)
     partial_images = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=3
@@ -84,8 +90,10 @@ class GenerationRequestSerializer(StrictSerializer):
             raise serializers.ValidationError({"prompt": "The prompt must not be empty."})
         if len(prompt) > spec.max_prompt_chars:
             raise serializers.ValidationError(
-                {"prompt": f"The prompt is {len(prompt)} characters long; model '{spec.id}' "
-                           f"accepts at most {spec.max_prompt_chars}."}
+                {
+                    "prompt": f"The prompt is {len(prompt)} characters long; model '{spec.id}' "
+                    f"accepts at most {spec.max_prompt_chars}."
+                }
             )
         if attrs.get("negative_prompt") and not spec.supports_negative_prompt:
             raise serializers.ValidationError(
@@ -94,7 +102,10 @@ class GenerationRequestSerializer(StrictSerializer):
         n = attrs.get("n") or 1
         if n > spec.max_n:
             raise serializers.ValidationError(
-                {"n": f"Model '{spec.id}' generates at most {spec.max_n} images per request; got {n}."}
+                {
+                    "n": f"Model '{spec.id}' generates at most {spec.max_n} images per "
+                    f"request; got {n}."
+                }
             )
         width, height = _resolve_size(spec, attrs)
         steps, quality = _resolve_steps(spec, attrs)
@@ -151,23 +162,32 @@ def _resolve_size(spec: ModelSpec, attrs: dict) -> tuple[int, int]:
     label = f"{width}x{height}"
     if spec.allowed_sizes and label not in spec.allowed_sizes:
         raise serializers.ValidationError(
-            {param: f"Model '{spec.id}' supports the sizes {', '.join(spec.allowed_sizes)}; got {label}."}
+            {
+                param: f"Model '{spec.id}' supports the sizes "
+                f"{', '.join(spec.allowed_sizes)}; got {label}."
+            }
         )
     for name, value in (("width", width), ("height", height)):
         if not spec.min_size <= value <= spec.max_size:
             raise serializers.ValidationError(
-                {param: f"The {name} {value} is outside {spec.min_size}-{spec.max_size} "
-                        f"pixels for model '{spec.id}'."}
+                {
+                    param: f"The {name} {value} is outside {spec.min_size}-{spec.max_size} "
+                    f"pixels for model '{spec.id}'."
+                }
             )
         if value % spec.size_multiple:
             raise serializers.ValidationError(
-                {param: f"The {name} {value} must be a multiple of {spec.size_multiple} "
-                        f"for model '{spec.id}'."}
+                {
+                    param: f"The {name} {value} must be a multiple of {spec.size_multiple} "
+                    f"for model '{spec.id}'."
+                }
             )
     if width * height > spec.max_pixels:
         raise serializers.ValidationError(
-            {param: f"{label} is {width * height} pixels; model '{spec.id}' allows at most "
-                    f"{spec.max_pixels}."}
+            {
+                param: f"{label} is {width * height} pixels; model '{spec.id}' allows at most "
+                f"{spec.max_pixels}."
+            }
         )
     return width, height
 

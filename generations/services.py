@@ -32,8 +32,12 @@ def generation_create(**fields) -> Generation:
         transaction.on_commit(lambda: _enqueue(generation.id))
     logger.info(
         "queued %s org=%s model=%s n=%d size=%s steps=%d",
-        generation.id, generation.organization_id, generation.model, generation.n,
-        generation.size, generation.steps,
+        generation.id,
+        generation.organization_id,
+        generation.model,
+        generation.n,
+        generation.size,
+        generation.steps,
     )
     return generation
 
@@ -59,8 +63,15 @@ def generation_claim(*, generation_id: str, worker: str) -> bool:
 
 
 def generation_save_image(
-    *, generation: Generation, index: int, seed: int, data: bytes, content_type: str,
-    extension: str, width: int, height: int,
+    *,
+    generation: Generation,
+    index: int,
+    seed: int,
+    data: bytes,
+    content_type: str,
+    extension: str,
+    width: int,
+    height: int,
 ) -> GeneratedImage:
     """Store one image file and its row; a repeat of the same index keeps the first."""
     existing = GeneratedImage.objects.filter(generation=generation, index=index).first()
@@ -69,8 +80,13 @@ def generation_save_image(
     day = generation.created_at.strftime("%Y/%m/%d")
     name = f"{generation.organization_id}/{day}/{generation.id}-{index}.{extension}"
     image = GeneratedImage(
-        generation=generation, index=index, seed=seed, width=width, height=height,
-        content_type=content_type, bytes=len(data),
+        generation=generation,
+        index=index,
+        seed=seed,
+        width=width,
+        height=height,
+        content_type=content_type,
+        bytes=len(data),
     )
     image.file.save(name, ContentFile(data), save=False)
     try:
@@ -84,13 +100,14 @@ def generation_save_image(
 
 
 def generation_complete(
-    *, generation: Generation, input_text_tokens: int, output_tokens: int,
+    *,
+    generation: Generation,
+    input_text_tokens: int,
+    output_tokens: int,
     inference_seconds: float | None,
 ) -> bool:
     with transaction.atomic():
-        done = Generation.objects.filter(
-            pk=generation.pk, status=Generation.Status.RUNNING
-        ).update(
+        done = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
             status=Generation.Status.SUCCEEDED,
             finished_at=timezone.now(),
             input_text_tokens=input_text_tokens,

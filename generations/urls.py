@@ -13,6 +13,8 @@ urlpatterns = [
     path("v1/images/generations/<str:pk>", retrieve, name="image-generation-detail"),
     path("v1/models", views.ModelViewSet.as_view({"get": "list"}), name="models"),
     # Hub ids contain a slash ("black-forest-labs/FLUX.1-schnell").
-    path("v1/models/<path:pk>", views.ModelViewSet.as_view({"get": "retrieve"}), name="model-detail"),
+    path(
+        "v1/models/<path:pk>", views.ModelViewSet.as_view({"get": "retrieve"}), name="model-detail"
+    ),
     path("v1/files/<path:name>", views.serve_file, name="image-file"),
 ]

@@ -50,8 +50,14 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     @extend_schema(
         request=GenerationRequestSerializer,
         responses={200: dict, 202: dict},
-        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER,
-                                     description="`respond-async` for 202 + polling; `wait=N` seconds")],
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                description="`respond-async` for 202 + polling; `wait=N` seconds",
+            )
+        ],
         summary="Create images from a prompt",
     )
     def create(self, request):
@@ -119,13 +125,18 @@ class ImageGenerationViewSet(viewsets.ViewSet):
 
     @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
     def retrieve(self, request, pk=None):
-        generation = Generation.objects.filter(pk=pk, organization=request.auth.organization).first()
+        generation = Generation.objects.filter(
+            pk=pk, organization=request.auth.organization
+        ).first()
         if generation is None:
             # Another tenant's id looks exactly like one that does not exist.
-            raise errors.NotFound(f"No generation with id '{pk}'.", param="id",
-                                  code="generation_not_found")
-        return Response(presenters.generation_payload(generation, request),
-                        headers={"x-generation-id": generation.id})
+            raise errors.NotFound(
+                f"No generation with id '{pk}'.", param="id", code="generation_not_found"
+            )
+        return Response(
+            presenters.generation_payload(generation, request),
+            headers={"x-generation-id": generation.id},
+        )
 
 
 class ModelViewSet(viewsets.ViewSet):
@@ -137,8 +148,9 @@ class ModelViewSet(viewsets.ViewSet):
     def retrieve(self, request, pk=None):
         spec = get_model(pk)
         if spec is None:
-            raise errors.NotFound(f"The model '{pk}' does not exist.", param="model",
-                                  code="model_not_found")
+            raise errors.NotFound(
+                f"The model '{pk}' does not exist.", param="model", code="model_not_found"
+            )
         return Response(spec.as_openai())
 
 
@@ -149,7 +161,9 @@ class ModelViewSet(viewsets.ViewSet):
 def serve_file(request, name: str):
     """Serve a stored image to whoever holds an unexpired signed link."""
     if not verify(name, request.GET.get("expires"), request.GET.get("signature")):
-        raise errors.PermissionError_("This link is invalid or has expired.", code="invalid_signature")
+        raise errors.PermissionError_(
+            "This link is invalid or has expired.", code="invalid_signature"
+        )
     storage = images
     if not storage.exists(name):
         raise errors.NotFound("No such file.")

@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import connection, transaction
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -112,8 +111,10 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
     """Walk DRF's nested error detail to the first (param, message) pair."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = path if key in ("non_field_errors", "__all__") else (
-                f"{path}.{key}" if path else str(key)
+            name = (
+                path
+                if key in ("non_field_errors", "__all__")
+                else (f"{path}.{key}" if path else str(key))
             )
             return _first_validation_error(value, name)
     if isinstance(detail, list) and detail:
@@ -140,7 +141,9 @@ def _from_drf(exc: drf.APIException) -> APIError:
             str(exc.detail)
             if isinstance(exc, drf.AuthenticationFailed)
             else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-            code="invalid_api_key" if isinstance(exc, drf.AuthenticationFailed) else "missing_api_key",
+            code="invalid_api_key"
+            if isinstance(exc, drf.AuthenticationFailed)
+            else "missing_api_key",
         )
     if isinstance(exc, drf.PermissionDenied):
         return PermissionError_(str(exc.detail))
@@ -195,8 +198,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if err is None:
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
         err = APIError("The server had an error while processing your request.")
-    if connection.in_atomic_block:
-        transaction.set_rollback(True)
+    from rest_framework.views import set_rollback  # late: rest_framework.views imports us
+
+    set_rollback()  # rolls back only where ATOMIC_REQUESTS wrapped the view
     response = Response(err.body(), status=err.status)
     for name, value in err.headers.items():
         response[name] = value
@@ -207,8 +211,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 # Django-level handlers, for errors that never reach a DRF view.
 def handler404(request, exception=None):
-    return render(NotFound(f"Unknown request URL: {request.method} {request.path}.",
-                           code="unknown_url"))
+    return render(
+        NotFound(f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
+    )
 
 
 def handler500(request):

@@ -115,7 +115,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- broker, notifications -------------------------------------------------------------
 # Unset: an in-process StubBroker with worker threads inside the web process.
 DRAMATIQ_BROKER_URL = env_str("DRAMATIQ_BROKER_URL")
-if DRAMATIQ_BROKER_URL and not DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+if DRAMATIQ_BROKER_URL and not DRAMATIQ_BROKER_URL.startswith(
+    ("redis://", "rediss://", "amqp://", "amqps://")
+):
     raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with redis:// or amqp://")
 DRAMATIQ_QUEUE = env_str("IMAGEHUB_QUEUE", "gpu")
 # Worker threads of the in-process broker (embedded default only).
@@ -164,6 +166,7 @@ if STORAGE == "s3":
             "location": env_str("AWS_LOCATION", "images"),
             "querystring_auth": True,
             "querystring_expire": SIGNED_URL_TTL_SECONDS,
+            "signature_version": "s3v4",
             "file_overwrite": False,
             "default_acl": None,
         },
@@ -229,4 +232,6 @@ LOGGING = {
 MAX_UPLOAD_BYTES = env_int("IMAGEHUB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
 # `response_format` when a request names none (OpenAI's gpt-image models always answer
 # b64_json; set "url" for clients written for dall-e).
-DEFAULT_RESPONSE_FORMAT = env_choice("IMAGEHUB_DEFAULT_RESPONSE_FORMAT", "b64_json", {"b64_json", "url"})
+DEFAULT_RESPONSE_FORMAT = env_choice(
+    "IMAGEHUB_DEFAULT_RESPONSE_FORMAT", "b64_json", {"b64_json", "url"}
+)

@@ -17,7 +17,9 @@ from imagehub.settings import DATABASES, LOGGING, STORAGES
 # Fail fast instead of trying to reach a model hub this machine cannot reach.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TEST_OUTPUT_DIR = Path(os.environ.get("IMAGEHUB_TEST_OUTPUT", tempfile.mkdtemp(prefix="imagehub-test-")))
+TEST_OUTPUT_DIR = Path(
+    os.environ.get("IMAGEHUB_TEST_OUTPUT", tempfile.mkdtemp(prefix="imagehub-test-"))
+)
 
 
 def _postgres_reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:

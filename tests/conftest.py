@@ -27,7 +27,9 @@ class Tenant:
     def __init__(self, name: str):
         self.user, _ = user_get_or_create(email=f"owner@{name}.example")
         self.org = organization_create(name=name, owner=self.user)
-        self.key, self.secret = api_key_create(organization=self.org, created_by=self.user, name="test")
+        self.key, self.secret = api_key_create(
+            organization=self.org, created_by=self.user, name="test"
+        )
 
     def client(self) -> APIClient:
         client = APIClient()

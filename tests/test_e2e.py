@@ -77,24 +77,49 @@ def stack(database_url, tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
 
     def new_key(email: str) -> str:
-        out = subprocess.run([*manage, "create_api_key", email, "--credits", "1000"], env=env,
-                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [*manage, "create_api_key", email, "--credits", "1000"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return out.strip().splitlines()[-1]
 
     keys = {"alice": new_key("alice@one.example"), "bob": new_key("bob@two.example")}
     port = _free_port()
     web = subprocess.Popen(
-        [str(BIN / "gunicorn"), "imagehub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--worker-class", "gthread", "--threads", "8", "--timeout", "120"],
-        env=env, cwd=ROOT, stdout=open(logs / "web.log", "w"), stderr=subprocess.STDOUT,
+        [
+            str(BIN / "gunicorn"),
+            "imagehub.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--timeout",
+            "120",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=open(logs / "web.log", "w"),
+        stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
         [*manage, "runworker", "--threads", "1"],
-        env=env, cwd=ROOT, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+        stdout=open(logs / "worker.log", "w"),
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -119,8 +144,9 @@ def stack(database_url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(stack):
-    return openai.OpenAI(base_url=f"{stack['base']}/v1", api_key=stack["keys"]["alice"],
-                         max_retries=0, timeout=120)
+    return openai.OpenAI(
+        base_url=f"{stack['base']}/v1", api_key=stack["keys"]["alice"], max_retries=0, timeout=120
+    )
 
 
 def png(b64: str) -> Image.Image:
@@ -128,8 +154,9 @@ def png(b64: str) -> Image.Image:
 
 
 def test_b64_json_n2(client):
-    result = client.images.generate(model="demo-sd", prompt="a red fox in snow", n=2,
-                                    size="256x256", response_format="b64_json")
+    result = client.images.generate(
+        model="demo-sd", prompt="a red fox in snow", n=2, size="256x256", response_format="b64_json"
+    )
     assert len(result.data) == 2
     for image in result.data:
         decoded = png(image.b64_json)
@@ -140,8 +167,9 @@ def test_b64_json_n2(client):
 
 
 def test_url(client):
-    result = client.images.generate(model="demo-flux", prompt="a city at night",
-                                    size="256x256", response_format="url")
+    result = client.images.generate(
+        model="demo-flux", prompt="a city at night", size="256x256", response_format="url"
+    )
     fetched = requests.get(result.data[0].url, timeout=30)
     assert fetched.status_code == 200
     assert Image.open(io.BytesIO(fetched.content)).size == (256, 256)
@@ -149,8 +177,11 @@ def test_url(client):
 
 def test_seed_reproducibility(client):
     def make(seed):
-        return client.images.generate(prompt="reproducible", size="128x128",
-                                      extra_body={"seed": seed}).data[0].b64_json
+        return (
+            client.images.generate(prompt="reproducible", size="128x128", extra_body={"seed": seed})
+            .data[0]
+            .b64_json
+        )
 
     assert make(31337) == make(31337)
     assert make(31337) != make(31338)
@@ -166,8 +197,9 @@ def test_errors_map_to_sdk_exceptions(client, stack):
     with pytest.raises(openai.NotFoundError) as missing:
         client.images.generate(prompt="p", model="dall-e-42")
     assert missing.value.code == "model_not_found"
-    stranger = openai.OpenAI(base_url=f"{stack['base']}/v1", api_key="ihk_nottherightkey_x",
-                             max_retries=0)
+    stranger = openai.OpenAI(
+        base_url=f"{stack['base']}/v1", api_key="ihk_nottherightkey_x", max_retries=0
+    )
     with pytest.raises(openai.AuthenticationError):
         stranger.images.generate(prompt="p")
     assert [m.id for m in client.models.list() if m.id == "demo-sd"] == ["demo-sd"]
@@ -176,20 +208,28 @@ def test_errors_map_to_sdk_exceptions(client, stack):
 def test_async_polling_and_tenant_isolation(stack):
     base, keys = stack["base"], stack["keys"]
     alice = {"Authorization": f"Bearer {keys['alice']}"}
-    created = requests.post(f"{base}/v1/images/generations", json={"prompt": "async"},
-                            headers={**alice, "Prefer": "respond-async"}, timeout=30)
+    created = requests.post(
+        f"{base}/v1/images/generations",
+        json={"prompt": "async"},
+        headers={**alice, "Prefer": "respond-async"},
+        timeout=30,
+    )
     assert created.status_code == 202
     generation_id = created.json()["id"]
     deadline = time.monotonic() + 60
     while True:
-        polled = requests.get(f"{base}/v1/images/generations/{generation_id}", headers=alice,
-                              timeout=30).json()
+        polled = requests.get(
+            f"{base}/v1/images/generations/{generation_id}", headers=alice, timeout=30
+        ).json()
         if polled["status"] == "succeeded":
             break
         assert polled["status"] in ("queued", "running") and time.monotonic() < deadline
         time.sleep(0.1)
     assert png(polled["data"][0]["b64_json"]).size == (256, 256)
-    foreign = requests.get(f"{base}/v1/images/generations/{generation_id}",
-                           headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=30)
+    foreign = requests.get(
+        f"{base}/v1/images/generations/{generation_id}",
+        headers={"Authorization": f"Bearer {keys['bob']}"},
+        timeout=30,
+    )
     assert foreign.status_code == 404
     assert foreign.headers["x-request-id"]

@@ -7,7 +7,7 @@ import io
 import time
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,6 +20,16 @@ def generate(api, **body):
 
 def decode(item) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(item["b64_json"])))
+
+
+def nearly_equal(a: dict, b: dict, tolerance: int = 2) -> bool:
+    """Same picture up to float rounding: a batched matmul may differ from a single one
+    by a unit in the last place, which can flip a pixel value by one."""
+    pa, pb = decode(a).convert("RGB"), decode(b).convert("RGB")
+    if pa.size != pb.size:
+        return False
+    diff = ImageChops.difference(pa, pb).getextrema()
+    return max(high for _, high in diff) <= tolerance
 
 
 def test_generates_pngs_of_requested_size_with_usage(api):
@@ -62,9 +72,9 @@ def test_same_seed_same_image_and_seeds_are_per_image(api):
     assert first[0]["b64_json"] != first[1]["b64_json"]
     # The second image of seed S is the first image of seed S+1.
     alone = generate(api, prompt="seeded", seed=1235).json()["data"]
-    assert alone[0]["b64_json"] == first[1]["b64_json"]
+    assert nearly_equal(alone[0], first[1])
     other = generate(api, prompt="seeded", seed=99).json()["data"]
-    assert other[0]["b64_json"] != first[0]["b64_json"]
+    assert not nearly_equal(other[0], first[0])
 
 
 def test_flux_architecture_and_default_model(api):
@@ -123,8 +133,9 @@ def test_url_response_is_a_signed_expiring_link(api, client, settings):
 
 
 def test_async_returns_202_then_polls_to_the_result(api, other_tenant):
-    response = api.post(URL, {"prompt": "later", "seed": 11}, format="json",
-                        HTTP_PREFER="respond-async")
+    response = api.post(
+        URL, {"prompt": "later", "seed": 11}, format="json", HTTP_PREFER="respond-async"
+    )
     assert response.status_code == 202
     assert response["Preference-Applied"] == "respond-async"
     generation = response.json()

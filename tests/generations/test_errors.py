@@ -93,15 +93,23 @@ def test_missing_and_unknown_keys(client, tenant):
     assert_error(response, 401, code="missing_api_key")
     assert response["WWW-Authenticate"].startswith("Bearer")
     for secret in ("nonsense", "ihk_aaaaaaaaaaaa_" + "x" * 43, tenant.secret[:-1] + "!"):
-        response = client.post(URL, {"prompt": "p"}, content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {secret}")
+        response = client.post(
+            URL,
+            {"prompt": "p"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {secret}",
+        )
         error = assert_error(response, 401, code="invalid_api_key")
         assert secret not in error["message"]
 
 
 def test_unknown_model(api):
-    assert_error(api.post(URL, {"prompt": "p", "model": "dall-e-9"}, format="json"), 404,
-                 param="model", code="model_not_found")
+    assert_error(
+        api.post(URL, {"prompt": "p", "model": "dall-e-9"}, format="json"),
+        404,
+        param="model",
+        code="model_not_found",
+    )
     assert_error(api.get("/v1/models/dall-e-9"), 404, code="model_not_found")
 
 
@@ -110,30 +118,32 @@ def test_unknown_url_and_method(api):
     assert_error(api.get(URL), 405)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_missing_demo_files_give_503_with_the_reason(api, settings, tmp_path):
-    settings.DEMO_MODELS_DIR = tmp_path / "empty"
-    catalog.catalog.cache_clear()
-    try:
-        error = assert_error(api.post(URL, {"prompt": "p", "model": "demo-sd", "seed": 1},
-                                      format="json"), 503, code="model_unavailable")
-    finally:
+@pytest.fixture
+def extra_model(settings, tmp_path):
+    """Adds one model to the catalog for the duration of a test."""
+
+    def add(**entry):
+        path = tmp_path / "catalog.json"
+        path.write_text(json.dumps([entry]))
+        settings.MODEL_CATALOG_FILE = str(path)
         catalog.catalog.cache_clear()
+
+    yield add
+    catalog.catalog.cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_demo_files_give_503_with_the_reason(api, extra_model, tmp_path):
+    extra_model(id="ghost", source=str(tmp_path / "never-built"), architecture="sd", demo=True)
+    response = api.post(URL, {"prompt": "p", "model": "ghost"}, format="json")
+    error = assert_error(response, 503, code="model_unavailable")
     assert "build_demo_models" in error["message"]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_unloadable_hub_model_gives_503(api, settings, tmp_path, monkeypatch):
+def test_unloadable_hub_model_gives_503(api, extra_model):
     # No network here (the test settings set HF_HUB_OFFLINE): the load fails cleanly.
-    catalog_file = tmp_path / "catalog.json"
-    catalog_file.write_text(json.dumps([
-        {"id": "nowhere", "source": "example-org/does-not-exist", "architecture": "sd"}
-    ]))
-    settings.MODEL_CATALOG_FILE = str(catalog_file)
-    catalog.catalog.cache_clear()
-    try:
-        response = api.post(URL, {"prompt": "p", "model": "nowhere"}, format="json")
-    finally:
-        catalog.catalog.cache_clear()
+    extra_model(id="nowhere", source="example-org/does-not-exist", architecture="sd")
+    response = api.post(URL, {"prompt": "p", "model": "nowhere"}, format="json")
     error = assert_error(response, 503, code="model_unavailable")
     assert "nowhere" in error["message"]

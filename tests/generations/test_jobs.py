@@ -1,9 +1,11 @@
 """The worker side: claiming, redelivery and crashes never produce a second set of images."""
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from PIL import Image, ImageChops
 
 from generations.models import GeneratedImage, Generation
 from generations.runner import run_generation
@@ -15,8 +17,16 @@ pytestmark = pytest.mark.django_db
 def queued(tenant):
     def make(**overrides):
         fields = dict(
-            organization=tenant.org, api_key=tenant.key, model="demo-sd", prompt="job",
-            n=2, width=64, height=64, steps=2, guidance_scale=5.0, seed=42,
+            organization=tenant.org,
+            api_key=tenant.key,
+            model="demo-sd",
+            prompt="job",
+            n=2,
+            width=64,
+            height=64,
+            steps=2,
+            guidance_scale=5.0,
+            seed=42,
         )
         fields.update(overrides)
         return Generation.objects.create(**fields)
@@ -77,7 +87,8 @@ def test_worker_died_after_saving_images(queued, monkeypatch):
     # Its lease runs out; the broker redelivers the message.
     Generation.objects.filter(pk=generation.pk).update(lease_expires_at=timezone.now())
     monkeypatch.setattr(
-        runner.get_engine().__class__, "run",
+        runner.get_engine().__class__,
+        "run",
         lambda *a, **k: pytest.fail("must not generate again"),
     )
     run_generation(generation_id=generation.id)
@@ -100,5 +111,8 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued):
     generation.refresh_from_db()
     assert generation.status == "succeeded"
     assert generation.images.get(index=0).file.name == first.file.name
-    assert generation.images.get(index=1).file.read() == reference
+    regenerated = Image.open(generation.images.get(index=1).file).convert("RGB")
+    original = Image.open(io.BytesIO(reference)).convert("RGB")
+    # Alone rather than in a batch of two: equal up to float rounding.
+    assert max(hi for _, hi in ImageChops.difference(regenerated, original).getextrema()) <= 2
     assert GeneratedImage.objects.filter(generation=generation).count() == 2

@@ -32,12 +32,20 @@ def test_models_need_a_key(client, db):
 
 def test_catalog_file_overrides_adds_and_removes(settings, tmp_path):
     path = tmp_path / "catalog.json"
-    path.write_text(json.dumps([
-        {"id": "flux.1-schnell", "max_n": 2},
-        {"id": "sd-1.5", "enabled": False},
-        {"id": "my-model", "source": "/models/mine", "architecture": "sdxl",
-         "default_size": [768, 768]},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {"id": "flux.1-schnell", "max_n": 2},
+                {"id": "sd-1.5", "enabled": False},
+                {
+                    "id": "my-model",
+                    "source": "/models/mine",
+                    "architecture": "sdxl",
+                    "default_size": [768, 768],
+                },
+            ]
+        )
+    )
     settings.MODEL_CATALOG_FILE = str(path)
     catalog.catalog.cache_clear()
     try:
@@ -50,8 +58,13 @@ def test_catalog_file_overrides_adds_and_removes(settings, tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ['{"id": "x"}', "[{}]", '[{"id": "x", "colour": "red"}]', '[{"id": "x", "architecture": "gan"}]',
-     "not json"],
+    [
+        '{"id": "x"}',
+        "[{}]",
+        '[{"id": "x", "colour": "red"}]',
+        '[{"id": "x", "architecture": "gan"}]',
+        "not json",
+    ],
 )
 def test_bad_catalog_file_fails_fast(settings, tmp_path, content):
     path = tmp_path / "catalog.json"

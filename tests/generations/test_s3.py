@@ -30,8 +30,13 @@ def s3_endpoint():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket=BUCKET)
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).create_bucket(Bucket=BUCKET)
     yield endpoint
     server.stop()
 
@@ -43,9 +48,16 @@ def s3_storage(settings, s3_endpoint):
         "images": {
             "BACKEND": "storages.backends.s3.S3Storage",
             "OPTIONS": {
-                "bucket_name": BUCKET, "endpoint_url": s3_endpoint, "region_name": "us-east-1",
-                "access_key": "test", "secret_key": "test", "location": "images",
-                "querystring_auth": True, "querystring_expire": 3600, "file_overwrite": False,
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_endpoint,
+                "region_name": "us-east-1",
+                "access_key": "test",
+                "secret_key": "test",
+                "location": "images",
+                "querystring_auth": True,
+                "querystring_expire": 3600,
+                "signature_version": "s3v4",
+                "file_overwrite": False,
             },
         },
     }
@@ -53,9 +65,11 @@ def s3_storage(settings, s3_endpoint):
 
 
 def test_images_are_stored_in_s3_and_served_by_presigned_url(api, s3_storage):
-    response = api.post("/v1/images/generations",
-                        {"prompt": "to the bucket", "response_format": "url", "n": 2},
-                        format="json")
+    response = api.post(
+        "/v1/images/generations",
+        {"prompt": "to the bucket", "response_format": "url", "n": 2},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     urls = [item["url"] for item in response.json()["data"]]
     for url in urls:
@@ -66,9 +80,13 @@ def test_images_are_stored_in_s3_and_served_by_presigned_url(api, s3_storage):
         fetched = requests.get(url, timeout=10)
         assert fetched.status_code == 200
         assert Image.open(io.BytesIO(fetched.content)).size == (256, 256)
-    listed = boto3.client("s3", endpoint_url=s3_storage, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test"
-                          ).list_objects_v2(Bucket=BUCKET, Prefix="images/")
+    listed = boto3.client(
+        "s3",
+        endpoint_url=s3_storage,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).list_objects_v2(Bucket=BUCKET, Prefix="images/")
     assert len(listed["Contents"]) >= 2
 
 

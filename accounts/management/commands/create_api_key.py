@@ -19,10 +19,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("email")
-        parser.add_argument("--org", help="organization name (default: the user's first, or one named after the email)")
-        parser.add_argument("--credits", type=int, default=0, help="micro-credits to top up the organization with")
+        parser.add_argument(
+            "--org",
+            help="organization name (default: the user's first, or one named after the email)",
+        )
+        parser.add_argument(
+            "--credits", type=int, default=0, help="micro-credits to top up the organization with"
+        )
         parser.add_argument("--name", default="", help="a label for the key")
-        parser.add_argument("--scope", choices=[s.value for s in APIKey.Scope], default=APIKey.Scope.GENERATE)
+        parser.add_argument(
+            "--scope", choices=[s.value for s in APIKey.Scope], default=APIKey.Scope.GENERATE
+        )
 
     @transaction.atomic
     def handle(self, *args, email, org, credits, name, scope, **options):
@@ -44,12 +51,15 @@ class Command(BaseCommand):
         if credits:
             credits_top_up(organization=organization, amount=credits, memo="create_api_key")
             self.stdout.write(
-                f"topped up {organization.name} by {credits} (balance {organization.credit_balance})"
+                f"topped up {organization.name} by {credits} "
+                f"(balance {organization.credit_balance})"
             )
         key, secret = api_key_create(
             organization=organization, created_by=user, name=name or "cli", scope=scope
         )
-        self.stdout.write(f"created {scope} key {key.redacted} (id {key.pk}) for {organization.name}")
+        self.stdout.write(
+            f"created {scope} key {key.redacted} (id {key.pk}) for {organization.name}"
+        )
         self.stdout.write(secret)
 
     def _organization(self, user, name):

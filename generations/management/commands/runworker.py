@@ -28,10 +28,19 @@ class Command(BaseCommand):
                 "runs its own worker threads. Set redis://… or amqp://… to run workers apart."
             )
         argv = [
-            sys.executable, "-m", "dramatiq", "imagehub.worker",
-            "--processes", str(processes), "--threads", str(threads),
-            "--queues", *queues,
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "imagehub.worker",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--queues",
+            *queues,
         ]
-        self.stdout.write(f"starting {processes} worker process(es) x {threads} thread(s) on {', '.join(queues)}")
+        self.stdout.write(
+            f"starting {processes} worker process(es) x {threads} thread(s) on {', '.join(queues)}"
+        )
         sys.stdout.flush()
         os.execv(sys.executable, argv)

@@ -58,6 +58,7 @@ class _Listener:
 
     def __init__(self):
         self._started = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -73,9 +74,15 @@ class _Listener:
         # Wait (briefly) for the subscription so the first waiter cannot miss its notice.
         self._started.wait(timeout=5)
 
+    def stop(self) -> None:
+        """Ask the thread to close its connection and end (within about a second)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
     def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 self.listen(self._started.set)
                 backoff = 0.5
@@ -103,11 +110,15 @@ class _RedisListener(_Listener):
     def listen(self, ready) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(CHANNEL)
-        pubsub.get_message(timeout=5)  # the subscribe confirmation
-        ready()
-        for message in pubsub.listen():
-            if message.get("type") == "message":
-                hub.deliver(message["data"].decode())
+        try:
+            pubsub.get_message(timeout=5)  # consumes the subscribe confirmation
+            ready()
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=1.0)
+                if message and message.get("type") == "message":
+                    hub.deliver(message["data"].decode())
+        finally:
+            pubsub.close()
 
 
 class _PostgresListener(_Listener):
@@ -124,8 +135,9 @@ class _PostgresListener(_Listener):
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
             ready()
-            for notice in conn.notifies():
-                hub.deliver(notice.payload)
+            while not self._stopping.is_set():
+                for notice in conn.notifies(timeout=1.0):
+                    hub.deliver(notice.payload)
 
 
 _backend: _Listener | None = None

@@ -45,7 +45,7 @@ web: migrate
 	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360
 
 worker: install demo-models
-	$(PY) manage.py runworker --processes $${WORKER_PROCESSES:-1} --threads $${WORKER_THREADS:-1}
+	$(PY) manage.py runworker --threads $${WORKER_THREADS:-1}
 
 test: install
 	$(PY) manage.py build_demo_models

@@ -235,3 +235,5 @@ MAX_UPLOAD_BYTES = env_int("IMAGEHUB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimu
 DEFAULT_RESPONSE_FORMAT = env_choice(
     "IMAGEHUB_DEFAULT_RESPONSE_FORMAT", "b64_json", {"b64_json", "url"}
 )
+# Longest sleep of an idle worker between broker polls (Redis consumers poll).
+WORKER_POLL_MS = env_int("IMAGEHUB_WORKER_POLL_MS", 10, minimum=1)

@@ -1,46 +1,72 @@
-"""runworker: start Dramatiq GPU workers on the configured broker.
+"""runworker: a GPU worker process consuming generation jobs from the broker.
 
-    manage.py runworker [--processes N] [--threads N] [--queues gpu]
+    manage.py runworker [--threads N] [--queues gpu ...] [--device cuda:0]
 
-Each process loads its pipelines once and keeps them. One process per GPU: pin it with
-CUDA_VISIBLE_DEVICES or IMAGEHUB_DEVICE=cuda:N.
+Run one process per GPU (pin it with --device or CUDA_VISIBLE_DEVICES). The process loads
+each model once and keeps it. SIGTERM or Ctrl-C stops taking new jobs, lets the jobs in
+flight finish, then exits.
 """
 
-import os
-import sys
+from __future__ import annotations
 
+import logging
+import signal
+import threading
+
+import dramatiq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+logger = logging.getLogger("generations.worker")
+
 
 class Command(BaseCommand):
-    help = "Run Dramatiq worker processes that execute generations."
+    help = "Run a worker process that executes generations."
 
     def add_arguments(self, parser):
-        parser.add_argument("--processes", type=int, default=1)
-        parser.add_argument("--threads", type=int, default=1)
+        parser.add_argument("--threads", type=int, default=1, help="jobs run concurrently")
         parser.add_argument("--queues", nargs="+", default=[settings.DRAMATIQ_QUEUE])
+        parser.add_argument("--device", help="torch device, e.g. cuda:1 (default: IMAGEHUB_DEVICE)")
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=int,
+            default=settings.GENERATION_TIME_LIMIT_SECONDS,
+            help="seconds to let jobs in flight finish after SIGTERM",
+        )
 
-    def handle(self, *args, processes, threads, queues, **options):
-        if not settings.DRAMATIQ_BROKER_URL:
+    def handle(self, *args, threads, queues, device, shutdown_timeout, **options):
+        from imagehub.broker import broker, is_in_process
+
+        if is_in_process():
             raise CommandError(
                 "DRAMATIQ_BROKER_URL is not set: with the embedded default the web process "
                 "runs its own worker threads. Set redis://… or amqp://… to run workers apart."
             )
-        argv = [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "imagehub.worker",
-            "--processes",
-            str(processes),
-            "--threads",
-            str(threads),
-            "--queues",
-            *queues,
-        ]
-        self.stdout.write(
-            f"starting {processes} worker process(es) x {threads} thread(s) on {', '.join(queues)}"
+        if device:
+            settings.DEVICE = device
+        broker.emit_after("process_boot")
+        worker = dramatiq.Worker(
+            broker,
+            queues=set(queues),
+            worker_threads=threads,
+            # How long an idle consumer may sleep between polls. Dramatiq's Redis consumer
+            # polls with exponential backoff up to this bound (1 s by default), which would
+            # add up to a second of queue latency to a request arriving at an idle worker.
+            worker_timeout=settings.WORKER_POLL_MS,
         )
-        sys.stdout.flush()
-        os.execv(sys.executable, argv)
+        stopping = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+        worker.start()
+        logger.info(
+            "worker up: queues=%s threads=%d device=%s broker=%s",
+            ",".join(queues),
+            threads,
+            settings.DEVICE,
+            type(broker).__name__,
+        )
+        stopping.wait()
+        logger.info("stopping: letting jobs in flight finish (up to %ds)", shutdown_timeout)
+        worker.stop(timeout=shutdown_timeout * 1000)
+        broker.close()
+        logger.info("worker stopped")

@@ -34,6 +34,7 @@ demo-models: install
 run: migrate demo-models
 	@echo "imagehub on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs/)"
 	@echo "create a key: $(PY) manage.py create_api_key you@example.com --credits 1000000"
+	IMAGEHUB_WARMUP_MODELS=$${IMAGEHUB_WARMUP_MODELS-demo-sd} \
 	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers 1 \
 	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 \
 	  --access-logfile - --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

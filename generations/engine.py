@@ -208,6 +208,22 @@ _engine: Engine | None = None
 _engine_lock = threading.Lock()
 
 
+def warm_up(model_ids: list[str]) -> None:
+    """Import the heavy libraries and load the listed models before the first job."""
+    from generations.catalog import get_model
+
+    engine = get_engine()
+    for model_id in model_ids:
+        spec = get_model(model_id)
+        if spec is None:
+            logger.warning("warm-up: model %s is not in the catalog", model_id)
+            continue
+        try:
+            engine.pipeline(spec)
+        except ModelLoadError as exc:
+            logger.warning("warm-up: %s", exc)
+
+
 def get_engine() -> Engine:
     """The process-wide engine: pipelines load once per worker process and are reused."""
     global _engine

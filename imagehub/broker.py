@@ -80,6 +80,21 @@ def ensure_local_worker() -> None:
             )
 
 
+def start_embedded_worker() -> None:
+    """For web servers on the embedded default: start the worker threads and warm the
+    engine in the background, so the first request does not pay for importing torch."""
+    if not is_in_process():
+        return
+    ensure_local_worker()
+
+    def warm():
+        from generations.engine import warm_up
+
+        warm_up(settings.WARMUP_MODELS)
+
+    threading.Thread(target=warm, name="imagehub-warm-up", daemon=True).start()
+
+
 def stop_local_worker() -> None:
     global _local_worker
     with _local_lock:

@@ -141,6 +141,8 @@ DEMO_MODELS_DIR = Path(env_str("IMAGEHUB_DEMO_MODELS_DIR", str(DATA_DIR / "model
 MODEL_CATALOG_FILE = env_str("IMAGEHUB_MODEL_CATALOG")
 DEFAULT_MODEL = env_str("IMAGEHUB_DEFAULT_MODEL", "demo-sd")
 DEVICE = env_str("IMAGEHUB_DEVICE", "auto")
+# Models a worker loads at start-up, before taking jobs (comma-separated catalog ids).
+WARMUP_MODELS = env_list("IMAGEHUB_WARMUP_MODELS", [])
 SIGNED_URL_TTL_SECONDS = env_int("IMAGEHUB_URL_TTL_SECONDS", 3600, minimum=1)
 # The public base URL used in `url` responses; empty = taken from the request.
 PUBLIC_BASE_URL = env_str("IMAGEHUB_PUBLIC_URL").rstrip("/")

@@ -45,6 +45,9 @@ class Command(BaseCommand):
         if device:
             settings.DEVICE = device
         broker.emit_after("process_boot")
+        from generations.engine import warm_up
+
+        warm_up(settings.WARMUP_MODELS)
         worker = dramatiq.Worker(
             broker,
             queues=set(queues),

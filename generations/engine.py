@@ -92,8 +92,8 @@ class Engine:
             pipe = self._pipes.get(spec.id)
             if pipe is None:
                 pipe = self._load(spec)
+                self._locks[spec.id] = threading.Lock()  # before the pipe becomes visible
                 self._pipes[spec.id] = pipe
-                self._locks[spec.id] = threading.Lock()
         return pipe
 
     def loaded_models(self) -> list[str]:

@@ -61,8 +61,21 @@ class APIKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
         "revoked_at",
+        "allowed_models",
+        "rpm_limit",
+        "max_concurrent",
+        "monthly_spend_cap",
+        "previous_prefix",
+        "previous_expires_at",
     )
-    readonly_fields = ("prefix", "last_four", "created_at", "last_used_at")
+    readonly_fields = (
+        "prefix",
+        "last_four",
+        "created_at",
+        "last_used_at",
+        "previous_prefix",
+        "previous_expires_at",
+    )
 
     def has_add_permission(self, request):
         return False  # keys are created where the secret can be shown once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
@@ -10,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from accounts import keys
 from accounts.models import APIKey
 from accounts.services import api_key_touch
-from imagehub.errors import AuthenticationFailed
+from imagehub.errors import AuthenticationFailed, PermissionError_
 
 _BAD_KEY = "Incorrect API key provided. You can find your API keys in your imagehub organization."
 
@@ -34,22 +35,41 @@ class BearerKeyAuthentication(BaseAuthentication):
             secret = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise AuthenticationFailed(_BAD_KEY) from None
-        prefix = keys.lookup_prefix(secret)
-        key = (
-            APIKey.objects.select_related("organization", "created_by")
-            .filter(prefix=prefix)
-            .first()
-            if prefix
-            else None
-        )
-        if key is None or not keys.matches(secret, key.digest):
+        key, previous = self._find(secret)
+        if key is None:
             raise AuthenticationFailed(f"{_BAD_KEY} (key {_redact(secret)})")
+        now = timezone.now()
         if key.revoked_at is not None:
             raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
-        if key.expires_at is not None and key.expires_at <= timezone.now():
+        if previous and (key.previous_expires_at is None or key.previous_expires_at <= now):
+            ended = key.previous_expires_at
+            raise AuthenticationFailed(
+                f"This API key was rotated: the secret {_redact(secret)} is no longer valid"
+                + (f" (its grace period ended at {ended:%Y-%m-%d %H:%M:%S} UTC)" if ended else "")
+                + ". Use the key's new secret.",
+                code="rotated_api_key",
+            )
+        if key.expires_at is not None and key.expires_at <= now:
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
         api_key_touch(key=key)
         return (key.created_by or AnonymousUser(), key)
+
+    @staticmethod
+    def _find(secret: str) -> tuple[APIKey | None, bool]:
+        """The key a secret belongs to, and whether it is the key's previous (rotated-out)
+        secret. Digests are compared in constant time."""
+        prefix = keys.lookup_prefix(secret)
+        if not prefix:
+            return None, False
+        candidates = APIKey.objects.select_related("organization", "created_by").filter(
+            Q(prefix=prefix) | Q(previous_prefix=prefix)
+        )
+        for key in candidates[:2]:
+            if key.prefix == prefix and keys.matches(secret, key.digest):
+                return key, False
+            if key.previous_prefix == prefix and keys.matches(secret, key.previous_digest):
+                return key, True
+        return None, False
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
@@ -60,3 +80,35 @@ class HasAPIKey(BasePermission):
 
     def has_permission(self, request, view):
         return isinstance(request.auth, APIKey)
+
+
+class HasGenerateScope(BasePermission):
+    """The request carries a valid key with the ``generate`` scope (the image API)."""
+
+    def has_permission(self, request, view):
+        key = request.auth
+        if not isinstance(key, APIKey):
+            return False
+        if key.scope != APIKey.Scope.GENERATE:
+            raise PermissionError_(
+                f"this key has the '{key.scope}' scope; the image API needs a 'generate' key",
+                code="insufficient_scope",
+            )
+        return True
+
+
+class HasManageAccess(BasePermission):
+    """The management API: a signed-in person (session) or a ``manage``-scoped key."""
+
+    def has_permission(self, request, view):
+        key = request.auth
+        if isinstance(key, APIKey):
+            if key.scope != APIKey.Scope.MANAGE:
+                raise PermissionError_(
+                    f"this key has the '{key.scope}' scope; the management API needs a "
+                    "'manage' key",
+                    code="insufficient_scope",
+                )
+            return True
+        user = request.user
+        return bool(user is not None and user.is_authenticated)

@@ -106,6 +106,19 @@ class APIKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Catalog model ids this key may use; empty = every model.
+    allowed_models = models.JSONField(default=list, blank=True)
+    # Per-key limits, stored here and enforced by the billing/rate-limit layer; null = none.
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True)
+    monthly_spend_cap = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="micro-credits"
+    )
+    # After a rotation the old secret keeps working until previous_expires_at; its lookup
+    # prefix and digest stay afterwards so that it is refused with a clear reason.
+    previous_prefix = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    previous_digest = models.CharField(max_length=64, blank=True)
+    previous_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "API key"
@@ -120,8 +133,20 @@ class APIKey(models.Model):
 
     @property
     def is_active(self) -> bool:
-        now = timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        return self.status == "active"
+
+    @property
+    def status(self) -> str:
+        """active, expired or revoked (revocation wins)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    def allows_model(self, model_id: str) -> bool:
+        """Whether this key may use the catalog model ``model_id`` (a canonical id)."""
+        return not self.allowed_models or model_id in self.allowed_models
 
 
 class CreditEntry(models.Model):

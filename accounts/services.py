@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +11,7 @@ from django.utils.text import slugify
 
 from accounts import keys
 from accounts.models import APIKey, Membership, Organization, User
+from imagehub.errors import InvalidRequest
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -34,6 +36,20 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     return org
 
 
+MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
+LIMIT_FIELDS = ("rpm_limit", "max_concurrent", "monthly_spend_cap")
+
+
+def _check_limits(limits: dict[str, int | None]) -> None:
+    for name, value in limits.items():
+        if name not in LIMIT_FIELDS:
+            raise InvalidRequest(f"Unknown limit '{name}'.", param=f"limits.{name}")
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InvalidRequest(
+                f"'{name}' must be a non-negative integer or null.", param=f"limits.{name}"
+            )
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -41,9 +57,13 @@ def api_key_create(
     created_by: User | None,
     name: str = "",
     scope: str = APIKey.Scope.GENERATE,
-    expires_at=None,
+    expires_at: datetime | None = None,
+    allowed_models: list[str] | None = None,
+    limits: dict[str, int | None] | None = None,
 ) -> tuple[APIKey, str]:
     """Create a key and return it with its secret, which is never retrievable again."""
+    limits = limits or {}
+    _check_limits(limits)
     secret, prefix = keys.new_secret()
     key = APIKey.objects.create(
         organization=organization,
@@ -54,8 +74,84 @@ def api_key_create(
         digest=keys.digest(secret),
         last_four=secret[-4:],
         expires_at=expires_at,
+        allowed_models=list(allowed_models or []),
+        **limits,
     )
     return key, secret
+
+
+_UNSET: Any = object()
+
+
+@transaction.atomic
+def api_key_update(
+    *,
+    key: APIKey,
+    name: str | None = None,
+    allowed_models: list[str] | None = None,
+    limits: dict[str, int | None] | None = None,
+    expires_at: datetime | None = _UNSET,
+) -> APIKey:
+    """Change the editable settings of a key; arguments left out stay as they are
+    (``expires_at=None`` means "never expires")."""
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name
+    if allowed_models is not None:
+        fields["allowed_models"] = list(allowed_models)
+    if limits:
+        _check_limits(limits)
+        fields.update(limits)
+    if expires_at is not _UNSET:
+        fields["expires_at"] = expires_at
+    for attr, value in fields.items():
+        setattr(key, attr, value)
+    if fields:
+        key.save(update_fields=list(fields))
+    return key
+
+
+@transaction.atomic
+def api_key_rotate(*, key: APIKey, grace_seconds: int = 86400) -> tuple[APIKey, str]:
+    """Issue a new secret for the same key. The old secret keeps working for
+    ``grace_seconds`` (0 = stops at once); a secret from an earlier rotation that was
+    still in its grace period stops now."""
+    if not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
+        raise InvalidRequest(
+            f"grace_seconds must be between 0 and {MAX_ROTATION_GRACE_SECONDS} (30 days).",
+            param="grace_seconds",
+        )
+    locked = APIKey.objects.select_for_update().get(pk=key.pk)
+    if locked.status != "active":
+        raise InvalidRequest(
+            f"This key is {locked.status} and cannot be rotated; create a new key.",
+            code=f"key_{locked.status}",
+        )
+    secret, prefix = keys.new_secret()
+    locked.previous_prefix = locked.prefix
+    locked.previous_digest = locked.digest
+    locked.previous_expires_at = timezone.now() + timedelta(seconds=grace_seconds)
+    locked.prefix = prefix
+    locked.digest = keys.digest(secret)
+    locked.last_four = secret[-4:]
+    locked.save(
+        update_fields=[
+            "previous_prefix",
+            "previous_digest",
+            "previous_expires_at",
+            "prefix",
+            "digest",
+            "last_four",
+        ]
+    )
+    return locked, secret
+
+
+def api_key_revoke(*, key: APIKey) -> APIKey:
+    """Revoke a key at once, for its current and any previous secret. Idempotent."""
+    APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    return key
 
 
 def api_key_touch(*, key: APIKey) -> None:

@@ -11,7 +11,7 @@ import secrets
 from rest_framework import serializers
 
 from generations.catalog import QUALITIES, ModelSpec, get_model
-from imagehub.errors import NotFound
+from imagehub.errors import NotFound, PermissionError_
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 MAX_SEED = 2**63 - 1
@@ -80,6 +80,13 @@ class GenerationRequestSerializer(StrictSerializer):
                 "models this server offers.",
                 param="model",
                 code="model_not_found",
+            )
+        key = self.context["request"].auth if "request" in self.context else None
+        if key is not None and not key.allows_model(spec.id):
+            raise PermissionError_(
+                f"This API key may not use the model '{spec.id}'.",
+                param="model",
+                code="model_not_allowed",
             )
         if attrs.get("stream"):
             raise serializers.ValidationError(

@@ -12,6 +12,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
+from accounts.authentication import HasAPIKey, HasGenerateScope
 from generations import notify, presenters
 from generations.catalog import all_models, get_model
 from generations.files import verify
@@ -47,6 +48,8 @@ def _wait(generation: Generation, event, timeout: float) -> Generation:
 
 
 class ImageGenerationViewSet(viewsets.ViewSet):
+    permission_classes = [HasAPIKey, HasGenerateScope]
+
     @extend_schema(
         request=GenerationRequestSerializer,
         responses={200: dict, 202: dict},
@@ -61,7 +64,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         summary="Create images from a prompt",
     )
     def create(self, request):
-        serializer = GenerationRequestSerializer(data=request.data)
+        serializer = GenerationRequestSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         key = request.auth
@@ -140,11 +143,11 @@ class ImageGenerationViewSet(viewsets.ViewSet):
 
 
 class ModelViewSet(viewsets.ViewSet):
-    @extend_schema(responses={200: dict}, summary="List models")
+    @extend_schema(responses={200: dict}, summary="List models", operation_id="list_models")
     def list(self, request):
         return Response({"object": "list", "data": [m.as_openai() for m in all_models()]})
 
-    @extend_schema(responses={200: dict}, summary="Retrieve a model")
+    @extend_schema(responses={200: dict}, summary="Retrieve a model", operation_id="retrieve_model")
     def retrieve(self, request, pk=None):
         spec = get_model(pk)
         if spec is None:

@@ -17,6 +17,7 @@ def healthz(request):
 
 urlpatterns = [
     path("", include("generations.urls")),
+    path("", include("accounts.urls")),
     path("healthz", healthz),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="docs"),

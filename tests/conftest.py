@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from accounts.models import APIKey, Membership
 from accounts.services import api_key_create, organization_create, user_get_or_create
 
 
@@ -23,8 +24,22 @@ def _stop_local_worker():
     stop_local_worker()
 
 
+def bearer_client(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def session_client(user, *, enforce_csrf: bool = False) -> APIClient:
+    """A signed-in browser session (the management API's other way in)."""
+    client = APIClient(enforce_csrf_checks=enforce_csrf)
+    client.force_login(user)
+    return client
+
+
 class Tenant:
     def __init__(self, name: str):
+        self.name = name
         self.user, _ = user_get_or_create(email=f"owner@{name}.example")
         self.org = organization_create(name=name, owner=self.user)
         self.key, self.secret = api_key_create(
@@ -32,9 +47,26 @@ class Tenant:
         )
 
     def client(self) -> APIClient:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.secret}")
-        return client
+        return bearer_client(self.secret)
+
+    def member(self, role: str = Membership.Role.MEMBER, email: str | None = None):
+        """A person in this organization with ``role`` (created if missing)."""
+        user, _ = user_get_or_create(email=email or f"{role}@{self.name}.example")
+        Membership.objects.update_or_create(
+            organization=self.org, user=user, defaults={"role": role}
+        )
+        return user
+
+    def new_key(self, user=None, scope: str = APIKey.Scope.GENERATE, **kwargs):
+        """(key, secret) created by ``user`` (default: the owner)."""
+        return api_key_create(
+            organization=self.org, created_by=user or self.user, scope=scope, **kwargs
+        )
+
+    def manage_client(self, user=None) -> APIClient:
+        """A client holding a 'manage' key created by ``user`` (default: the owner)."""
+        _, secret = self.new_key(user, scope=APIKey.Scope.MANAGE, name="manage")
+        return bearer_client(secret)
 
 
 @pytest.fixture
@@ -50,3 +82,8 @@ def other_tenant(db) -> Tenant:
 @pytest.fixture
 def api(tenant) -> APIClient:
     return tenant.client()
+
+
+@pytest.fixture
+def owner_session(tenant) -> APIClient:
+    return session_client(tenant.user)

@@ -127,7 +127,7 @@ def stack(database_url, tmp_path_factory):
         try:
             if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # workers still booting
             pass
         assert web.poll() is None, (logs / "web.log").read_text()
         assert time.monotonic() < deadline, "web process did not come up"

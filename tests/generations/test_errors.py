@@ -147,3 +147,16 @@ def test_unloadable_hub_model_gives_503(api, extra_model):
     response = api.post(URL, {"prompt": "p", "model": "nowhere"}, format="json")
     error = assert_error(response, 503, code="model_unavailable")
     assert "nowhere" in error["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_key_limited_to_some_models(tenant):
+    tenant.key.allowed_models = ["demo-flux"]
+    tenant.key.save(update_fields=["allowed_models"])
+    api = tenant.client()
+    # The default model is demo-sd, so naming no model is refused as well.
+    for body in ({"prompt": "p"}, {"prompt": "p", "model": "demo-sd"}):
+        assert_error(
+            api.post(URL, body, format="json"), 403, param="model", code="model_not_allowed"
+        )
+    assert api.post(URL, {"prompt": "p", "model": "demo-flux"}, format="json").status_code == 200

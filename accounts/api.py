@@ -1,0 +1,164 @@
+"""The management REST API: API keys and the organization.
+
+Authenticated by a signed-in session (with DRF's CSRF check) or by a ``manage``-scoped
+bearer key. Every lookup is scoped to the caller's organization.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, services
+from accounts.authentication import BearerKeyAuthentication, HasManageAccess
+from accounts.serializers import (
+    APIKeyCreateSerializer,
+    APIKeyListSerializer,
+    APIKeyRotateSerializer,
+    APIKeySerializer,
+    APIKeyUpdateSerializer,
+    APIKeyWithSecretSerializer,
+    MemberListSerializer,
+    MemberSerializer,
+    OrganizationSerializer,
+)
+
+_ERRORS = {
+    400: OpenApiResponse(description="Invalid input; `error.param` names the field."),
+    401: OpenApiResponse(description="Missing, invalid, revoked, expired or rotated key."),
+    403: OpenApiResponse(description="A 'generate' key, or a role that may not do this."),
+}
+_NOT_FOUND = {404: OpenApiResponse(description="No such key in your organization.")}
+
+
+class ManagementView(APIView):
+    authentication_classes = [BearerKeyAuthentication, SessionAuthentication]
+    permission_classes = [HasManageAccess]
+    caller: selectors.Caller
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.caller = selectors.caller_for_request(request)
+
+    def get_key(self, key_id: int):
+        return selectors.api_key_get(caller=self.caller, key_id=key_id)
+
+
+def _with_secret(key, secret: str, status_code: int) -> Response:
+    body = APIKeyWithSecretSerializer(key, context={"secret": secret}).data
+    return Response(body, status=status_code)
+
+
+class KeyListView(ManagementView):
+    @extend_schema(
+        summary="List API keys",
+        operation_id="list_api_keys",
+        description="Newest first. Owners and admins see every key of the organization, "
+        "members the keys they created. Secrets are never included.",
+        responses={200: APIKeyListSerializer, **_ERRORS},
+        tags=["keys"],
+    )
+    def get(self, request):
+        keys = selectors.api_key_list(caller=self.caller)
+        return Response({"object": "list", "data": APIKeySerializer(keys, many=True).data})
+
+    @extend_schema(
+        summary="Create an API key",
+        operation_id="create_api_key",
+        description="The response carries the secret in `secret`; it is never shown again.",
+        request=APIKeyCreateSerializer,
+        responses={201: APIKeyWithSecretSerializer, **_ERRORS},
+        tags=["keys"],
+    )
+    def post(self, request):
+        params = APIKeyCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        key, secret = services.api_key_create(
+            organization=self.caller.organization,
+            created_by=self.caller.user,
+            **params.validated_data,
+        )
+        return _with_secret(key, secret, status.HTTP_201_CREATED)
+
+
+class KeyDetailView(ManagementView):
+    @extend_schema(
+        summary="Retrieve an API key",
+        operation_id="retrieve_api_key",
+        responses={200: APIKeySerializer, **_ERRORS, **_NOT_FOUND},
+        tags=["keys"],
+    )
+    def get(self, request, pk: int):
+        return Response(APIKeySerializer(self.get_key(pk)).data)
+
+    @extend_schema(
+        summary="Update an API key",
+        operation_id="update_api_key",
+        description="Change name, allowed_models, limits (only those given) or expires_at.",
+        request=APIKeyUpdateSerializer,
+        responses={200: APIKeySerializer, **_ERRORS, **_NOT_FOUND},
+        tags=["keys"],
+    )
+    def patch(self, request, pk: int):
+        key = self.get_key(pk)
+        params = APIKeyUpdateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        key = services.api_key_update(key=key, **params.validated_data)
+        return Response(APIKeySerializer(key).data)
+
+    @extend_schema(
+        summary="Revoke an API key",
+        operation_id="revoke_api_key",
+        description="Revocation is immediate, for the current and any previous secret.",
+        responses={200: APIKeySerializer, **_ERRORS, **_NOT_FOUND},
+        tags=["keys"],
+    )
+    def delete(self, request, pk: int):
+        key = services.api_key_revoke(key=self.get_key(pk))
+        return Response(APIKeySerializer(key).data)
+
+
+class KeyRotateView(ManagementView):
+    @extend_schema(
+        summary="Rotate an API key",
+        operation_id="rotate_api_key",
+        description="Issues a new secret for the same key (returned once in `secret`). The "
+        "old secret keeps working until `previous_expires_at`, then gets 401 "
+        "`rotated_api_key`.",
+        request=APIKeyRotateSerializer,
+        responses={200: APIKeyWithSecretSerializer, **_ERRORS, **_NOT_FOUND},
+        tags=["keys"],
+    )
+    def post(self, request, pk: int):
+        key = self.get_key(pk)
+        params = APIKeyRotateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        key, secret = services.api_key_rotate(key=key, **params.validated_data)
+        return _with_secret(key, secret, status.HTTP_200_OK)
+
+
+class OrganizationView(ManagementView):
+    @extend_schema(
+        summary="Your organization",
+        operation_id="retrieve_organization",
+        responses={200: OrganizationSerializer, **_ERRORS},
+        tags=["organization"],
+    )
+    def get(self, request):
+        org = self.caller.organization
+        return Response(OrganizationSerializer(org, context={"role": self.caller.role}).data)
+
+
+class MemberListView(ManagementView):
+    @extend_schema(
+        summary="Members of your organization",
+        operation_id="list_organization_members",
+        responses={200: MemberListSerializer, **_ERRORS},
+        tags=["organization"],
+    )
+    def get(self, request):
+        members = selectors.membership_list(organization=self.caller.organization)
+        return Response({"object": "list", "data": MemberSerializer(members, many=True).data})

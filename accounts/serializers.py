@@ -1,0 +1,191 @@
+"""Request validation and response shapes of the management API (keys, organization).
+
+Every invalid field becomes a 400 that names it as `param` (see imagehub.errors).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import APIKey, Membership, Organization
+from accounts.services import MAX_ROTATION_GRACE_SECONDS
+from generations.catalog import get_model
+
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+MAX_EXPIRY_DAYS = 3650
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects parameters it does not know, naming the first one."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            for name in data:
+                if name not in self.fields or self.fields[name].read_only:
+                    raise serializers.ValidationError({name: f"Unknown parameter: '{name}'."})
+        return super().to_internal_value(data)
+
+
+class LimitsSerializer(StrictSerializer):
+    """Per-key limits (stored now, enforced by the billing layer); null = no limit."""
+
+    rpm_limit = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT, allow_null=True, required=False,
+        help_text="Requests per minute.",
+    )  # fmt: skip
+    max_concurrent = serializers.IntegerField(
+        min_value=0, max_value=MAX_INT, allow_null=True, required=False,
+        help_text="Generations in flight at once.",
+    )  # fmt: skip
+    monthly_spend_cap = serializers.IntegerField(
+        min_value=0, max_value=MAX_BIGINT, allow_null=True, required=False,
+        help_text="Micro-credits per calendar month.",
+    )  # fmt: skip
+
+
+def _future(value):
+    if value is not None and value <= timezone.now():
+        raise serializers.ValidationError("expires_at must be in the future.")
+    return value
+
+
+class _KeySettingsSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        max_length=100,
+        required=False,
+        help_text="Catalog model ids (or aliases) this key may use; empty = every model.",
+    )
+    limits = LimitsSerializer(required=False)
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, validators=[_future], help_text="null = never."
+    )
+
+    def validate_allowed_models(self, value: list[str]) -> list[str]:
+        ids: list[str] = []
+        for model_id in value:
+            spec = get_model(model_id) if model_id.strip() else None
+            if spec is None:
+                raise serializers.ValidationError(f"The model '{model_id}' does not exist.")
+            if spec.id not in ids:
+                ids.append(spec.id)
+        return ids
+
+
+class APIKeyCreateSerializer(_KeySettingsSerializer):
+    scope = serializers.ChoiceField(choices=APIKey.Scope.choices, default=APIKey.Scope.GENERATE)
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_EXPIRY_DAYS, required=False, allow_null=True
+    )
+
+    def validate(self, attrs):
+        days = attrs.pop("expires_in_days", None)
+        if days is not None:
+            if attrs.get("expires_at") is not None:
+                raise serializers.ValidationError(
+                    {"expires_in_days": "Give either expires_at or expires_in_days, not both."}
+                )
+            attrs["expires_at"] = timezone.now() + timedelta(days=days)
+        return attrs
+
+
+class APIKeyUpdateSerializer(_KeySettingsSerializer):
+    pass
+
+
+class APIKeyRotateSerializer(StrictSerializer):
+    grace_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_ROTATION_GRACE_SECONDS,
+        default=86400,
+        help_text="How long the old secret keeps working (0 = stops at once; at most 30 days).",
+    )
+
+
+class APIKeySerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    redacted = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
+    limits = LimitsSerializer(source="*", read_only=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True)
+
+    class Meta:
+        model = APIKey
+        fields = [
+            "object",
+            "id",
+            "name",
+            "scope",
+            "redacted",
+            "prefix",
+            "last_four",
+            "status",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "previous_expires_at",
+            "allowed_models",
+            "limits",
+            "created_by",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, key) -> str:
+        return "api_key"
+
+
+class APIKeyWithSecretSerializer(APIKeySerializer):
+    """A key as answered to its creation or rotation: the only time the secret is shown."""
+
+    secret = serializers.SerializerMethodField(
+        help_text="The secret. Shown only in this response; store it now."
+    )
+
+    class Meta(APIKeySerializer.Meta):
+        fields = [*APIKeySerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+    def get_secret(self, key) -> str:
+        return self.context["secret"]
+
+
+class APIKeyListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = APIKeySerializer(many=True)
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField(help_text="Your role in this organization.")
+
+    class Meta:
+        model = Organization
+        fields = ["object", "id", "name", "slug", "credit_balance", "created_at", "role"]
+        read_only_fields = fields
+
+    def get_object(self, org) -> str:
+        return "organization"
+
+    def get_role(self, org) -> str:
+        return self.context["role"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="user.email", read_only=True)
+    joined = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["email", "role", "joined"]
+        read_only_fields = fields
+
+
+class MemberListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = MemberSerializer(many=True)

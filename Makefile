@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	  if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install torch; \
 	  else $(PY) -m pip install torch==2.13.0; fi; }
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@# The browser tests drive Debian's chromium through Playwright (no browser download).
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: /usr/bin/chromium missing; the browser tests will be skipped"
 	@touch $(STAMP)
 
 migrate: install

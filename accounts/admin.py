@@ -1,7 +1,11 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.shortcuts import render
 
-from accounts.models import APIKey, CreditEntry, Membership, Organization, User
+from accounts.ledger import credits_top_up
+from accounts.models import APIKey, CreditEntry, Invitation, Membership, Organization, User
 
 
 @admin.register(User)
@@ -27,12 +31,56 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ("user",)
 
 
+class TopUpForm(forms.Form):
+    amount = forms.IntegerField(min_value=1, help_text="micro-credits (1 credit = 1,000,000)")
+    memo = forms.CharField(max_length=200, required=False)
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "credit_balance", "created_at")
+    list_display = (
+        "name",
+        "slug",
+        "credit_balance",
+        "credits_held",
+        "monthly_spend_cap",
+        "created_at",
+    )
     search_fields = ("name", "slug")
-    readonly_fields = ("credit_balance",)
+    # Balances move only through the ledger (the "Add credits" action, add_credits).
+    readonly_fields = ("credit_balance", "credits_held", "low_balance_notified_month")
     inlines = [MembershipInline]
+    actions = ["add_credits"]
+
+    @admin.action(description="Add credits to the selected organizations")
+    def add_credits(self, request, queryset):
+        form = TopUpForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for organization in queryset:
+                credits_top_up(
+                    organization=organization,
+                    amount=form.cleaned_data["amount"],
+                    memo=form.cleaned_data["memo"] or f"admin top-up by {request.user.email}",
+                )
+            self.message_user(
+                request,
+                f"Added {form.cleaned_data['amount']} micro-credits to {queryset.count()} "
+                "organization(s).",
+                messages.SUCCESS,
+            )
+            return None
+        return render(
+            request,
+            "admin/accounts/organization/add_credits.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Add credits",
+                "organizations": queryset,
+                "form": form,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
 
 
 @admin.register(APIKey)
@@ -91,4 +139,18 @@ class CreditEntryAdmin(admin.ModelAdmin):
         return False  # append-only
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made and accepted in the members page; here they are only shown
+    (the token is not stored, so no link can be made here)."""
+
+    list_display = ("email", "organization", "role", "status", "invited_by", "created_at")
+    list_filter = ("role",)
+    search_fields = ("email", "organization__name")
+    readonly_fields = [f.name for f in Invitation._meta.fields]
+
+    def has_add_permission(self, request):
         return False

@@ -53,7 +53,26 @@ class Organization(models.Model):
     # Cached sum of the ledger, in micro-credits; changes only with F() under a row lock,
     # in the same transaction as the ledger entry that explains it.
     credit_balance = models.BigIntegerField(default=0)
+    # Micro-credits set aside for generations in flight (holds not yet captured/released).
+    credits_held = models.BigIntegerField(default=0)
+    # Optional budget per calendar month (UTC), in micro-credits; null = none.
+    monthly_spend_cap = models.PositiveBigIntegerField(null=True, blank=True)
+    # Owners get one email per month when the balance falls below this; null = never.
+    low_balance_threshold = models.PositiveBigIntegerField(null=True, blank=True)
+    low_balance_notified_month = models.DateField(null=True, blank=True)
+    # Defaults for keys that set no limit of their own; null = none.
+    default_rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    default_max_concurrent = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # The last line of defence: no race may ever spend money that is not there.
+            models.CheckConstraint(
+                condition=Q(credit_balance__gte=0), name="balance_never_negative"
+            ),
+            models.CheckConstraint(condition=Q(credits_held__gte=0), name="held_never_negative"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -165,8 +184,13 @@ class CreditEntry(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    # Signed change of the organization's available balance.
+    # Signed change of the organization's available balance (credit_balance).
     amount = models.BigIntegerField()
+    # Signed change of the money set aside for generations in flight (credits_held):
+    # a hold moves P from available to held, a capture takes C out of held (spent), a
+    # release moves R back from held to available.
+    held = models.BigIntegerField(default=0)
+    generation_id = models.CharField(max_length=40, blank=True, db_index=True)
     idempotency_key = models.CharField(max_length=200, unique=True)
     memo = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -176,9 +200,102 @@ class CreditEntry(models.Model):
         indexes = [models.Index(fields=["organization", "created_at"])]
         constraints = [
             models.CheckConstraint(
-                condition=Q(kind="adjustment") | ~Q(amount=0), name="ledger_entry_moves_money"
+                condition=~Q(amount=0) | ~Q(held=0), name="ledger_entry_moves_money"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount:+d} ({self.idempotency_key})"
+        return f"{self.kind} {self.amount:+d}/{self.held:+d} ({self.idempotency_key})"
+
+
+class MonthlySpend(models.Model):
+    """Money committed (held or captured) in one calendar month (UTC), per organization
+    (api_key null) and per key, for the monthly caps. Changed only under the
+    organization's row lock, together with the ledger entries that explain it."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(APIKey, on_delete=models.CASCADE, null=True, related_name="+")
+    month = models.DateField()
+    amount = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "month"])]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}/{self.api_key_id or '*'} {self.month:%Y-%m}: {self.amount}"
+
+
+class UsageRollup(models.Model):
+    """Usage per hour, organization, model, key and user, kept current as generations
+    finish, so that usage pages and the usage API never scan raw generations."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    requests = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    images = models.PositiveIntegerField(default=0)
+    credits = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    latency_ms_total = models.BigIntegerField(default=0)
+    # Requests per latency bucket ({"<upper bound ms>": count}), for percentiles without
+    # reading raw generations; see accounts/dashboards.py for the bounds.
+    latency_histogram = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "hour"]),
+            models.Index(fields=["hour"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.hour:%Y-%m-%d %H}h {self.model}"
+
+
+class Invitation(models.Model):
+    """An invitation to join an organization, sent by email as a one-time link.
+
+    Like API keys, the token itself is never stored: only its HMAC-SHA256 digest.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.organization} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        """pending, accepted, revoked or expired."""
+        if self.accepted_at is not None:
+            return "accepted"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

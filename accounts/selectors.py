@@ -30,7 +30,7 @@ class Caller:
 def caller_for_request(request) -> Caller:
     """A manage key acts for its organization with its creator's role; a signed-in person
     acts for the organization chosen in the session, else their first membership."""
-    key = request.auth
+    key = getattr(request, "auth", None)  # DRF's; a plain Django request has none
     if isinstance(key, APIKey):
         membership = (
             Membership.objects.filter(organization=key.organization, user=key.created_by_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import api
+from accounts import api, usage_api
 
 urlpatterns = [
     path("v1/keys", api.KeyListView.as_view(), name="api-keys"),
@@ -8,4 +8,6 @@ urlpatterns = [
     path("v1/keys/<int:pk>/rotate", api.KeyRotateView.as_view(), name="api-key-rotate"),
     path("v1/organization", api.OrganizationView.as_view(), name="organization"),
     path("v1/organization/members", api.MemberListView.as_view(), name="organization-members"),
+    path("v1/credits", usage_api.CreditsView.as_view(), name="credits"),
+    path("v1/usage", usage_api.UsageView.as_view(), name="usage-api"),
 ]

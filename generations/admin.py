@@ -1,8 +1,10 @@
+from django import forms
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
+from generations.catalog import all_models
 from generations.files import signed_url
-from generations.models import GeneratedImage, Generation
+from generations.models import GeneratedImage, Generation, ModelPrice
 
 
 def _thumbnail(image: GeneratedImage, request, size: int = 96) -> str:
@@ -71,3 +73,30 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class ModelPriceForm(forms.ModelForm):
+    model = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = ModelPrice
+        fields = ("model", "price_per_image", "price_per_megapixel_step")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [
+            (
+                spec.id,
+                f"{spec.id} (catalog: {spec.price_per_image} + "
+                f"{spec.price_per_megapixel_step}/MP-step)",
+            )
+            for spec in all_models()
+        ]
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices in micro-credits: n × (per image + ceil(W×H×steps×per MP-step / 10⁶))."""
+
+    form = ModelPriceForm
+    list_display = ("model", "price_per_image", "price_per_megapixel_step", "updated_at")

@@ -58,6 +58,10 @@ class ModelSpec:
     supports_negative_prompt: bool = True
     max_sequence_length: int | None = None
     vae_scale_factor: int = 8
+    # Default prices in micro-credits (generations/pricing.py has the formula); staff
+    # override them per model in the admin.
+    price_per_image: int = 0
+    price_per_megapixel_step: int = 0
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -117,6 +121,8 @@ def _builtin() -> list[ModelSpec]:
             max_steps=50,
             quality_steps={"low": 2, "medium": 4, "high": 8},
             default_guidance=5.0,
+            price_per_image=100,
+            price_per_megapixel_step=1000,
         ),
         ModelSpec(
             id="demo-flux",
@@ -134,6 +140,8 @@ def _builtin() -> list[ModelSpec]:
             default_guidance=0.0,
             supports_negative_prompt=False,
             max_sequence_length=128,
+            price_per_image=100,
+            price_per_megapixel_step=1000,
         ),
         ModelSpec(
             id="flux.1-schnell",
@@ -154,6 +162,8 @@ def _builtin() -> list[ModelSpec]:
             default_guidance=0.0,
             supports_negative_prompt=False,
             max_sequence_length=256,
+            price_per_image=500,
+            price_per_megapixel_step=600,
         ),
         ModelSpec(
             id="sdxl-turbo",
@@ -170,6 +180,8 @@ def _builtin() -> list[ModelSpec]:
             max_steps=8,
             quality_steps={"low": 1, "medium": 2, "high": 4},
             default_guidance=0.0,
+            price_per_image=300,
+            price_per_megapixel_step=1500,
         ),
         ModelSpec(
             id="sdxl",
@@ -187,6 +199,8 @@ def _builtin() -> list[ModelSpec]:
             max_steps=100,
             quality_steps={"low": 20, "medium": 30, "high": 50},
             default_guidance=5.0,
+            price_per_image=500,
+            price_per_megapixel_step=100,
         ),
         ModelSpec(
             id="sd-1.5",
@@ -206,6 +220,8 @@ def _builtin() -> list[ModelSpec]:
             max_steps=100,
             quality_steps={"low": 15, "medium": 25, "high": 40},
             default_guidance=7.5,
+            price_per_image=300,
+            price_per_megapixel_step=300,
         ),
     ]
 

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from PIL import Image
 
 from generations.catalog import ModelSpec
+from imagehub import metrics
 
 logger = logging.getLogger("generations.engine")
 
 SEED_MODULUS = 2**63
+_LANCZOS = Image.Resampling.LANCZOS
+_BILINEAR = Image.Resampling.BILINEAR
 
 
 class ModelLoadError(Exception):
@@ -29,6 +33,10 @@ class ModelLoadError(Exception):
 
 class OutOfMemory(Exception):
     pass
+
+
+class Canceled(Exception):
+    """Raised between two denoising steps when the job was asked to stop."""
 
 
 @dataclass
@@ -80,6 +88,9 @@ class Engine:
         transformers.utils.logging.disable_progress_bar()
         self.device = resolve_device(device or settings.DEVICE)
         self._pipes: dict[str, object] = {}
+        # (model id, "img2img" | "inpaint") -> a pipeline sharing the text-to-image one's
+        # modules (diffusers' from_pipe): no weights are loaded twice.
+        self._derived: dict[tuple[str, str], object] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._load_lock = threading.Lock()
 
@@ -94,6 +105,30 @@ class Engine:
                 pipe = self._load(spec)
                 self._locks[spec.id] = threading.Lock()  # before the pipe becomes visible
                 self._pipes[spec.id] = pipe
+                metrics.LOADED_MODELS.set(len(self._pipes))
+        return pipe
+
+    def derived(self, spec: ModelSpec, task: str):
+        """The image-to-image or inpainting pipeline built on the loaded model."""
+        key = (spec.id, task)
+        pipe = self._derived.get(key)
+        if pipe is not None:
+            return pipe
+        base = self.pipeline(spec)
+        with self._load_lock:
+            pipe = self._derived.get(key)
+            if pipe is None:
+                from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+                auto = (
+                    AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+                )
+                try:
+                    pipe = auto.from_pipe(base)
+                except (ValueError, KeyError) as exc:
+                    raise ModelLoadError(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
+                pipe.set_progress_bar_config(disable=True)
+                self._derived[key] = pipe
         return pipe
 
     def loaded_models(self) -> list[str]:
@@ -159,21 +194,49 @@ class Engine:
         steps: int,
         guidance_scale: float,
         seeds: list[int],
+        init_image=None,
+        mask=None,
+        strength: float | None = None,
+        partial_images: int = 0,
+        on_partial=None,
+        should_stop=None,
     ) -> RunResult:
+        """Text-to-image; image-to-image with `init_image` (and `strength`); inpainting
+        with `mask` too ('L', white = repaint): the pixels it keeps come back unchanged.
+        With `partial_images`, `on_partial(k, image)` gets previews as the steps run;
+        `should_stop()` is asked after every step and ends the run with Canceled."""
         import torch
 
+        from generations import previews
+
         pipe = self.pipeline(spec)
-        kwargs = {
-            "prompt": prompt,
-            "height": height,
-            "width": width,
+        kwargs = {"prompt": prompt}
+        if init_image is not None:
+            init_image = init_image.convert("RGB").resize((width, height), _LANCZOS)
+            kwargs.update(image=init_image, strength=strength)
+            if mask is not None:
+                mask = mask.convert("L").resize((width, height), _BILINEAR)
+                kwargs["mask_image"] = mask
+            pipe = self.derived(spec, "inpaint" if mask is not None else "img2img")
+        if _takes(pipe, "width"):
+            kwargs.update(height=height, width=width)
+        kwargs.update({
             "num_inference_steps": steps,
             "guidance_scale": guidance_scale,
             "num_images_per_prompt": len(seeds),
             # One generator per image: an image depends on its own seed alone.
             "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
             "output_type": "pil",
-        }
+        })  # fmt: skip
+        callbacks = []
+        if partial_images and on_partial is not None:
+            callbacks.append(
+                previews.step_callback(spec, width, height, partial_images, on_partial)
+            )
+        if should_stop is not None:
+            callbacks.append(_stop_callback(should_stop))
+        if callbacks:
+            kwargs["callback_on_step_end"] = _chain(callbacks)
         if negative_prompt and spec.supports_negative_prompt:
             kwargs["negative_prompt"] = negative_prompt
         if spec.max_sequence_length:
@@ -186,7 +249,36 @@ class Engine:
             except torch.OutOfMemoryError as exc:
                 raise OutOfMemory(str(exc)) from exc
             elapsed = time.perf_counter() - started
-        return RunResult(images=list(output.images), inference_seconds=elapsed)
+        images = list(output.images)
+        if mask is not None:
+            # The pipelines blend in latent space and re-decode every pixel; users expect
+            # the pixels they did not mask to come back exactly as they sent them.
+            images = [Image.composite(im.convert("RGB"), init_image, mask) for im in images]
+        return RunResult(images=images, inference_seconds=elapsed)
+
+
+def _stop_callback(should_stop):
+    def callback(pipe, step, timestep, callback_kwargs):
+        if should_stop():
+            raise Canceled()
+        return callback_kwargs
+
+    return callback
+
+
+def _chain(callbacks):
+    def callback(pipe, step, timestep, callback_kwargs):
+        for each in callbacks:
+            callback_kwargs = each(pipe, step, timestep, callback_kwargs)
+        return callback_kwargs
+
+    return callback
+
+
+def _takes(pipe, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(pipe.__call__).parameters
 
 
 def encode_image(image, output_format: str, compression: int | None) -> tuple[bytes, str]:

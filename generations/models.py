@@ -74,6 +74,14 @@ class Generation(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set by a cancel request while the job runs; the worker stops at the next step.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    # Money, in micro-credits: the exact price held before the job was enqueued, the
+    # price of one image, and what was captured (images delivered × unit price).
+    price = models.BigIntegerField(default=0)
+    unit_price = models.BigIntegerField(default=0)
+    charged = models.BigIntegerField(default=0)
 
     input_text_tokens = models.PositiveIntegerField(default=0)
     input_image_tokens = models.PositiveIntegerField(default=0)
@@ -135,3 +143,45 @@ class GeneratedImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.generation_id}#{self.index}"
+
+
+class ModelPrice(models.Model):
+    """Staff's price for a catalog model; overrides the catalog's default rates."""
+
+    model = models.CharField(max_length=200, unique=True, help_text="catalog model id")
+    price_per_image = models.PositiveBigIntegerField(help_text="micro-credits per image")
+    price_per_megapixel_step = models.PositiveBigIntegerField(
+        help_text="micro-credits per (width × height × steps / 1,000,000), rounded up per image"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.price_per_image} + {self.price_per_megapixel_step}/MP-step"
+
+
+class GenerationInput(models.Model):
+    """An uploaded image (or mask) of an edit or variation, stored for the worker."""
+
+    class Role(models.TextChoices):
+        IMAGE = "image"
+        MASK = "mask"
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="inputs")
+    role = models.CharField(max_length=8, choices=Role.choices)
+    index = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(storage=images_storage, max_length=300)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=32)
+    bytes = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["role", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "role", "index"], name="one_input_per_role_index"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generation_id}:{self.role}#{self.index}"

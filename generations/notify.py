@@ -173,7 +173,8 @@ def backend() -> _Listener | None:
 
 
 def publish(generation_id: str) -> None:
-    """Tell every waiter, in any process, that this generation has finished."""
+    """Tell every waiter, in any process, that this generation has finished (or, for an
+    id like ``<id>:partial:<k>``, that a partial image is stored)."""
     hub.deliver(generation_id)
     remote = backend()
     if remote is not None:
@@ -184,13 +185,18 @@ def publish(generation_id: str) -> None:
 
 
 @contextlib.contextmanager
-def subscription(generation_id: str) -> Iterator[threading.Event]:
+def subscription(generation_id: str, *more_ids: str) -> Iterator[threading.Event]:
+    """One event, set by a notice for any of the ids (a streaming request also listens
+    for its partial images, ``<id>:partial:<k>``)."""
     remote = backend()
     if remote is not None:
         remote.ensure_started()
     event = threading.Event()
-    hub.add(generation_id, event)
+    ids = (generation_id, *more_ids)
+    for notice_id in ids:
+        hub.add(notice_id, event)
     try:
         yield event
     finally:
-        hub.discard(generation_id, event)
+        for notice_id in ids:
+            hub.discard(notice_id, event)

@@ -25,6 +25,8 @@ def usage(generation: Generation) -> dict:
         },
         "output_tokens": generation.output_tokens,
         "total_tokens": generation.total_tokens,
+        # imagehub extension: micro-credits captured for this request.
+        "credits_charged": generation.charged,
     }
 
 
@@ -61,6 +63,7 @@ def generation_payload(generation: Generation, request) -> dict:
         "steps": generation.steps,
         "guidance_scale": generation.guidance_scale,
         "timings": generation.timings(),
+        "price": generation.price,
     }
     if generation.status == Generation.Status.SUCCEEDED:
         payload["data"] = image_items(generation, request)

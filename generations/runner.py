@@ -13,10 +13,12 @@ import time
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from generations import services
+from generations import previews, services
 from generations.catalog import get_model
-from generations.engine import ModelLoadError, OutOfMemory, encode_image, get_engine
+from generations.engine import Canceled, ModelLoadError, OutOfMemory, encode_image, get_engine
+from generations.inputs import load_inputs
 from generations.models import Generation
+from imagehub import metrics
 
 logger = logging.getLogger("generations.jobs")
 
@@ -39,9 +41,17 @@ def run_generation(*, generation_id: str) -> None:
         generation.steps,
         WORKER_NAME,
     )
+    if generation.started_at:
+        metrics.QUEUE_WAIT.labels(generation.model).observe(
+            max(0.0, (generation.started_at - generation.created_at).total_seconds())
+        )
     started = time.perf_counter()
     try:
         _run(generation)
+    except Canceled:
+        logger.info("canceled %s while running", generation.id)
+        services.generation_mark_canceled(generation_id=generation.id)
+        metrics.JOBS.labels(generation.model, "canceled", "canceled").inc()
     except ModelLoadError as exc:
         _fail(generation, "model_unavailable", str(exc))
     except OutOfMemory as exc:
@@ -53,6 +63,8 @@ def run_generation(*, generation_id: str) -> None:
         _fail(generation, "engine_error", f"The engine failed: {type(exc).__name__}: {exc}")
     else:
         logger.info("succeeded %s in %.3fs", generation.id, time.perf_counter() - started)
+        metrics.JOBS.labels(generation.model, "succeeded", "").inc()
+        metrics.IMAGES.labels(generation.model).inc(generation.n)
 
 
 def _run(generation: Generation) -> None:
@@ -73,8 +85,13 @@ def _run(generation: Generation) -> None:
             steps=generation.steps,
             guidance_scale=generation.guidance_scale,
             seeds=[generation.seed + i for i in missing],
+            should_stop=_cancel_check(generation.id),
+            **_task_inputs(generation),
         )
         inference_seconds = result.inference_seconds
+        metrics.INFERENCE.labels(spec.id).observe(inference_seconds)
+        metrics.BATCH_SIZE.labels(spec.id).observe(len(missing))
+        metrics.sample_device_memory(engine.device)
         for index, image in zip(missing, result.images, strict=True):
             data, content_type = encode_image(
                 image, generation.output_format, generation.output_compression
@@ -98,6 +115,46 @@ def _run(generation: Generation) -> None:
     )
 
 
+def _task_inputs(generation: Generation) -> dict:
+    """What an edit or variation adds to a run (its stored inputs), and the preview
+    callback of a streaming request."""
+    extra: dict = {}
+    if generation.kind in ("edit", "variation"):
+        init_image, mask = load_inputs(generation)
+        if init_image is None:
+            raise FileNotFoundError(f"The input image of {generation.id} is not in storage.")
+        extra.update(init_image=init_image, mask=mask, strength=generation.params["strength"])
+    count = generation.params.get("partial_images") or 0
+    if generation.params.get("stream") and count:
+
+        def on_partial(k: int, image) -> None:
+            data, _ = encode_image(image, generation.output_format, generation.output_compression)
+            previews.save_preview(
+                generation_id=generation.id, k=k, data=data, output_format=generation.output_format
+            )
+
+        extra.update(partial_images=count, on_partial=on_partial)
+    return extra
+
+
+def _cancel_check(generation_id: str, interval: float = 0.2):
+    """should_stop() for the engine: has a client asked to cancel? (one query per
+    `interval` seconds at most, however fast the steps are)."""
+    state = {"next": 0.0, "stop": False}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now >= state["next"]:
+            state["next"] = now + interval
+            state["stop"] = Generation.objects.filter(
+                pk=generation_id, cancel_requested_at__isnull=False
+            ).exists()
+        return state["stop"]
+
+    return should_stop
+
+
 def _fail(generation: Generation, code: str, message: str) -> None:
     logger.warning("failed %s code=%s: %s", generation.id, code, message)
+    metrics.JOBS.labels(generation.model, "failed", code).inc()
     services.generation_fail(generation_id=generation.id, code=code, message=message)

@@ -11,6 +11,7 @@ import secrets
 from rest_framework import serializers
 
 from generations.catalog import QUALITIES, ModelSpec, get_model
+from generations.pricing import request_price
 from imagehub.errors import NotFound, PermissionError_
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -88,13 +89,7 @@ class GenerationRequestSerializer(StrictSerializer):
                 param="model",
                 code="model_not_allowed",
             )
-        if attrs.get("stream"):
-            raise serializers.ValidationError(
-                {"stream": "Streaming is not supported by this server yet; omit 'stream'."}
-            )
-        prompt = attrs["prompt"]
-        if not prompt.strip():
-            raise serializers.ValidationError({"prompt": "The prompt must not be empty."})
+        prompt = self.resolve_prompt(spec, attrs)
         if len(prompt) > spec.max_prompt_chars:
             raise serializers.ValidationError(
                 {
@@ -114,8 +109,9 @@ class GenerationRequestSerializer(StrictSerializer):
                     f"request; got {n}."
                 }
             )
-        width, height = _resolve_size(spec, attrs)
+        width, height = self.resolve_size(spec, attrs)
         steps, quality = _resolve_steps(spec, attrs)
+        unit_price, price = request_price(spec, width=width, height=height, steps=steps, n=n)
         guidance = attrs.get("guidance_scale")
         seed = attrs.get("seed")
         return {
@@ -136,7 +132,21 @@ class GenerationRequestSerializer(StrictSerializer):
             "output_compression": attrs.get("output_compression"),
             "end_user": attrs.get("user") or "",
             "style": attrs.get("style"),
+            "stream": bool(attrs.get("stream")),
+            "partial_images": attrs.get("partial_images") or 0,
+            "unit_price": unit_price,
+            "price": price,
         }
+
+    # Hooks that edits and variations override (generations/edit_serializers.py).
+    def resolve_prompt(self, spec: ModelSpec, attrs: dict) -> str:
+        prompt = attrs["prompt"]
+        if not prompt.strip():
+            raise serializers.ValidationError({"prompt": "The prompt must not be empty."})
+        return prompt
+
+    def resolve_size(self, spec: ModelSpec, attrs: dict) -> tuple[int, int]:
+        return _resolve_size(spec, attrs)
 
 
 def _default_response_format() -> str:

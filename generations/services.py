@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generations import notify
+from accounts.ledger import lock_organization
+from generations import billing, notify
 from generations.models import GeneratedImage, Generation
 
 logger = logging.getLogger("generations.jobs")
@@ -26,9 +27,15 @@ def _enqueue(generation_id: str) -> None:
 
 
 def generation_create(**fields) -> Generation:
-    """Record a queued generation and enqueue it once the row is committed."""
+    """Authorize, hold the exact price, record a queued generation, and enqueue it once
+    all of that is committed. Raises 429 errors when limits or money do not allow it."""
     with transaction.atomic():
+        organization = lock_organization(fields["organization"].pk)
+        billing.authorize(
+            organization=organization, api_key=fields.get("api_key"), price=fields["price"]
+        )
         generation = Generation.objects.create(**fields)
+        billing.hold(generation=generation, organization=organization)
         transaction.on_commit(lambda: _enqueue(generation.id))
     logger.info(
         "queued %s org=%s model=%s n=%d size=%s steps=%d",
@@ -115,6 +122,10 @@ def generation_complete(
             inference_seconds=inference_seconds,
             lease_expires_at=None,
         )
+        if done:
+            # Only the delivery that moved the status settles: money moves once.
+            generation.refresh_from_db()
+            billing.settle(generation=generation, delivered=generation.images.count())
         transaction.on_commit(lambda: notify.publish(generation.pk))
     return bool(done)
 
@@ -131,5 +142,47 @@ def generation_fail(*, generation_id: str, code: str, message: str) -> bool:
             finished_at=timezone.now(),
             lease_expires_at=None,
         )
+        if done:
+            billing.settle(generation=Generation.objects.get(pk=generation_id), delivered=0)
+        transaction.on_commit(lambda: notify.publish(generation_id))
+    return bool(done)
+
+
+def generation_cancel(*, generation: Generation) -> Generation:
+    """Cancel at once if queued (releasing the hold); ask the worker to stop at its next
+    step if running; leave a finished generation as it is."""
+    with transaction.atomic():
+        canceled = Generation.objects.filter(
+            pk=generation.pk, status=Generation.Status.QUEUED
+        ).update(
+            status=Generation.Status.CANCELED,
+            error_code="canceled",
+            error_message="Canceled before it started.",
+            finished_at=timezone.now(),
+        )
+        if canceled:
+            billing.settle(generation=Generation.objects.get(pk=generation.pk), delivered=0)
+            transaction.on_commit(lambda: notify.publish(generation.pk))
+        else:
+            Generation.objects.filter(
+                pk=generation.pk, status=Generation.Status.RUNNING, cancel_requested_at=None
+            ).update(cancel_requested_at=timezone.now())
+    generation.refresh_from_db()
+    logger.info("cancel requested for %s: now %s", generation.pk, generation.status)
+    return generation
+
+
+def generation_mark_canceled(*, generation_id: str) -> bool:
+    """The worker stopped a running job on request: release everything, once."""
+    with transaction.atomic():
+        done = Generation.objects.filter(pk=generation_id, status=Generation.Status.RUNNING).update(
+            status=Generation.Status.CANCELED,
+            error_code="canceled",
+            error_message="Canceled while running; stopped between two steps.",
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+        if done:
+            billing.settle(generation=Generation.objects.get(pk=generation_id), delivered=0)
         transaction.on_commit(lambda: notify.publish(generation_id))
     return bool(done)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations import views
+from generations import edit_views, views
 
 create = views.ImageGenerationViewSet.as_view({"post": "create"})
 retrieve = views.ImageGenerationViewSet.as_view({"get": "retrieve"})
@@ -10,7 +10,22 @@ urlpatterns = [
     # Paths other providers use for the same endpoint (see the provider docs we follow).
     path("v1/images/generation", create),
     path("api/images/generations", create),
+    path(
+        "v1/images/edits",
+        edit_views.ImageEditViewSet.as_view({"post": "create"}),
+        name="image-edits",
+    ),
+    path(
+        "v1/images/variations",
+        edit_views.ImageVariationViewSet.as_view({"post": "create"}),
+        name="image-variations",
+    ),
     path("v1/images/generations/<str:pk>", retrieve, name="image-generation-detail"),
+    path(
+        "v1/images/generations/<str:pk>/cancel",
+        views.ImageGenerationViewSet.as_view({"post": "cancel"}),
+        name="image-generation-cancel",
+    ),
     path("v1/models", views.ModelViewSet.as_view({"get": "list"}), name="models"),
     # Hub ids contain a slash ("black-forest-labs/FLUX.1-schnell").
     path(

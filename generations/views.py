@@ -6,19 +6,21 @@ import re
 import time
 
 from django.conf import settings
+from django.db import connection
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.response import Response
 
+from accounts import ratelimit
 from accounts.authentication import HasAPIKey, HasGenerateScope
-from generations import notify, presenters
+from generations import notify, presenters, streaming
 from generations.catalog import all_models, get_model
 from generations.files import verify
 from generations.models import Generation, new_generation_id
 from generations.serializers import GenerationRequestSerializer
-from generations.services import generation_create
+from generations.services import generation_cancel, generation_create
 from imagehub import errors
 from imagehub.storage import images
 
@@ -43,12 +45,29 @@ def _wait(generation: Generation, event, timeout: float) -> Generation:
         remaining = deadline - time.monotonic()
         if generation.is_finished or remaining <= 0:
             return generation
+        # Hand the database connection back while asleep: hundreds of waiting requests
+        # must not hold hundreds of connections.
+        if not connection.in_atomic_block:
+            connection.close()
         event.wait(min(remaining, 5.0))
         event.clear()
 
 
 class ImageGenerationViewSet(viewsets.ViewSet):
     permission_classes = [HasAPIKey, HasGenerateScope]
+    # Edits and variations (generations/edit_views.py) change these two.
+    request_serializer = GenerationRequestSerializer
+
+    def create_record(self, validated: dict, **fields) -> Generation:
+        return generation_create(**fields)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # OpenAI's rate-limit headers on every response of the image API.
+        window = getattr(request, "rate_window", None)
+        if window is not None:
+            for name, value in window.headers().items():
+                response.setdefault(name, value)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         request=GenerationRequestSerializer,
@@ -64,7 +83,8 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         summary="Create images from a prompt",
     )
     def create(self, request):
-        serializer = GenerationRequestSerializer(data=request.data, context={"request": request})
+        request.rate_window = ratelimit.hit(request.auth)
+        serializer = self.request_serializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         key = request.auth
@@ -72,7 +92,8 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         generation_id = new_generation_id()
         # Subscribe before the job exists, so its completion notice cannot be missed.
         with notify.subscription(generation_id) as done:
-            generation = generation_create(
+            generation = self.create_record(
+                params,
                 id=generation_id,
                 organization=key.organization,
                 api_key=key,
@@ -91,8 +112,12 @@ class ImageGenerationViewSet(viewsets.ViewSet):
                 response_format=params["response_format"],
                 output_format=params["output_format"],
                 output_compression=params["output_compression"],
-                params={k: v for k, v in params.items() if k != "spec"},
+                price=params["price"],
+                unit_price=params["unit_price"],
+                params={k: v for k, v in params.items() if k not in ("spec", "inputs")},
             )
+            if params["stream"]:
+                return streaming.response(generation)
             if respond_async:
                 response = Response(
                     presenters.generation_payload(generation, request),
@@ -108,6 +133,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     def _finished(self, generation: Generation, request, waited: float) -> Response:
         headers = {"x-generation-id": generation.id}
         if generation.status == Generation.Status.SUCCEEDED:
+            headers["x-credits-charged"] = str(generation.charged)
             return Response(presenters.generation_payload(generation, request), headers=headers)
         if not generation.is_finished:
             raise errors.GatewayTimeout(
@@ -126,8 +152,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         err.status = presenters.FAILURE_STATUS.get(generation.error_code, 500)
         raise err
 
-    @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
-    def retrieve(self, request, pk=None):
+    def _own(self, request, pk) -> Generation:
         generation = Generation.objects.filter(
             pk=pk, organization=request.auth.organization
         ).first()
@@ -136,10 +161,26 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             raise errors.NotFound(
                 f"No generation with id '{pk}'.", param="id", code="generation_not_found"
             )
+        return generation
+
+    @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
+    def retrieve(self, request, pk=None):
+        generation = self._own(request, pk)
         return Response(
             presenters.generation_payload(generation, request),
             headers={"x-generation-id": generation.id},
         )
+
+    @extend_schema(request=None, responses={200: dict}, summary="Cancel a generation")
+    def cancel(self, request, pk=None):
+        """A queued generation is canceled at once and its hold released; a running one
+        stops at its next step (poll until `status` is `canceled`)."""
+        generation = generation_cancel(generation=self._own(request, pk))
+        payload = presenters.generation_payload(generation, request)
+        payload["cancel_requested"] = generation.cancel_requested_at is not None or (
+            generation.status == Generation.Status.CANCELED
+        )
+        return Response(payload, headers={"x-generation-id": generation.id})
 
 
 class ModelViewSet(viewsets.ViewSet):

@@ -209,8 +209,23 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _page(request, status: int, title: str, message: str):
+    """Web pages (not the API) get an HTML error page."""
+    from django.shortcuts import render as render_template
+
+    from imagehub.middleware import is_api_path
+
+    if is_api_path(request.path):
+        return None
+    context = {"title": title, "message": message}
+    return render_template(request, "error.html", context, status=status)
+
+
 # Django-level handlers, for errors that never reach a DRF view.
 def handler404(request, exception=None):
+    page = _page(request, 404, "Not found", "There is nothing here, or it is not yours.")
+    if page is not None:
+        return page
     return render(
         NotFound(f"Unknown request URL: {request.method} {request.path}.", code="unknown_url")
     )
@@ -227,4 +242,7 @@ def handler400(request, exception=None):
 
 
 def handler403(request, exception=None):
+    page = _page(request, 403, "Permission denied", "You may not do this.")
+    if page is not None:
+        return page
     return render(PermissionError_("Permission denied."))

@@ -51,11 +51,9 @@ class RequestIdMiddleware:
         except ValueError:
             return errors.render(errors.InvalidRequest("Invalid Content-Length header."))
         content_type = request.META.get("CONTENT_TYPE", "")
-        limit = (
-            settings.MAX_UPLOAD_BYTES
-            if content_type.startswith("multipart/")
-            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        )
+        # Image edits may also arrive as JSON with the images as data URLs.
+        uploads = content_type.startswith("multipart/") or request.path.endswith("/images/edits")
+        limit = settings.MAX_UPLOAD_BYTES if uploads else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
             return errors.render(
                 errors.PayloadTooLarge(

@@ -7,6 +7,7 @@ local files). Production sets DATABASE_URL, DRAMATIQ_BROKER_URL and STORAGE=s3.
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,29 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("IMAGEHUB_SESSION_SECONDS", 14 * 24 * 3600, minimum=60)
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "keys"
+LOGOUT_REDIRECT_URL = "login"
+# Password-reset and invitation emails. Console (printed to the log) in development;
+# production sets e.g. IMAGEHUB_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
+# with EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS.
+EMAIL_BACKEND = env_str("IMAGEHUB_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagehub <noreply@localhost>")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -55,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -64,8 +89,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "imagehub.metrics.MetricsMiddleware",
     "imagehub.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves the pages' stylesheet and script under gunicorn too (make run).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -88,6 +116,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.navigation",
             ],
         },
     },
@@ -95,21 +124,34 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'imagehub.sqlite3'}")
-try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-except Exception as exc:  # dj_database_url raises several types for a bad URL
-    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Worker threads and request threads write concurrently: WAL + a busy timeout keep
-    # SQLite from answering "database is locked" under the embedded default.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DB_POOL_SIZE = env_int("IMAGEHUB_DB_POOL_SIZE", 16, minimum=1)
+
+
+def database_config(url: str) -> dict:
+    try:
+        config = dj_database_url.parse(url)
+    except Exception as exc:  # dj_database_url raises several types for a bad URL
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    if config["ENGINE"].endswith("sqlite3"):
+        # Worker threads and request threads write concurrently: WAL + a busy timeout
+        # keep SQLite from answering "database is locked" under the embedded default.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    elif config["ENGINE"].endswith("postgresql"):
+        # A pool per process: hundreds of requests waiting on generations share a few
+        # connections (a waiting request hands its connection back; see views._wait).
+        config["OPTIONS"] = {
+            **config.get("OPTIONS", {}),
+            "pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30},
+        }
+    config["CONN_MAX_AGE"] = 0
+    return config
+
+
+DATABASES = {"default": database_config(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- broker, notifications -------------------------------------------------------------
@@ -140,6 +182,10 @@ DEMO_MODELS_DIR = Path(env_str("IMAGEHUB_DEMO_MODELS_DIR", str(DATA_DIR / "model
 # JSON file whose entries replace or extend the built-in catalog (generations/catalog.py).
 MODEL_CATALOG_FILE = env_str("IMAGEHUB_MODEL_CATALOG")
 DEFAULT_MODEL = env_str("IMAGEHUB_DEFAULT_MODEL", "demo-sd")
+# Uploaded images for edits and variations: bytes per file, and decoded pixels per file
+# (Pillow's decompression-bomb guard is set from this; a larger image is a 400).
+MAX_IMAGE_BYTES = env_int("IMAGEHUB_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1024)
+MAX_IMAGE_PIXELS = env_int("IMAGEHUB_MAX_IMAGE_PIXELS", 4096 * 4096, minimum=64 * 64)
 DEVICE = env_str("IMAGEHUB_DEVICE", "auto")
 # Models a worker loads at start-up, before taking jobs (comma-separated catalog ids).
 WARMUP_MODELS = env_list("IMAGEHUB_WARMUP_MODELS", [])
@@ -147,11 +193,35 @@ SIGNED_URL_TTL_SECONDS = env_int("IMAGEHUB_URL_TTL_SECONDS", 3600, minimum=1)
 # The public base URL used in `url` responses; empty = taken from the request.
 PUBLIC_BASE_URL = env_str("IMAGEHUB_PUBLIC_URL").rstrip("/")
 
+# GET /metrics asks for `Authorization: Bearer <token>` when this is set.
+METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
+
+# --- limits and money -------------------------------------------------------------------
+# Requests per minute for keys and organizations that set no limit; 0 = unlimited.
+DEFAULT_RPM_LIMIT = env_int("IMAGEHUB_DEFAULT_RPM_LIMIT", 0, minimum=0)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagehub <noreply@localhost>")
+# Rate-limit counters must be shared by every web process: Redis when there is one.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "imagehub",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- storage -----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("IMAGEHUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise finds static files in the apps directly, so no collectstatic step is needed
+# (STATIC_ROOT is used only if someone runs it; its absence is not worth a warning).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+warnings.filterwarnings("ignore", message="No directory at: ")
 STORAGE = env_choice("STORAGE", "local", {"local", "s3"})
 if STORAGE == "s3":
     bucket = env_str("AWS_STORAGE_BUCKET_NAME")
@@ -197,6 +267,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "imagehub.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` is ours (GET /v1/usage?format=csv), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "imagehub API",

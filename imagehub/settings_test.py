@@ -9,10 +9,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-import dj_database_url
-
 from imagehub.settings import *  # noqa: F403
-from imagehub.settings import DATABASES, LOGGING, STORAGES
+from imagehub.settings import DATABASES, LOGGING, STORAGES, database_config
 
 # Fail fast instead of trying to reach a model hub this machine cannot reach.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,12 +31,9 @@ def _postgres_reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:
 if os.environ.get("DATABASE_URL"):
     pass  # the caller chose
 elif _postgres_reachable():
-    DATABASES["default"] = dj_database_url.parse("postgres://postgres@127.0.0.1:5432/imagehub")
+    DATABASES["default"] = database_config("postgres://postgres@127.0.0.1:5432/imagehub")
 else:
     DATABASES["default"]["TEST"] = {"NAME": str(TEST_OUTPUT_DIR / "test.sqlite3")}
-# Worker threads open their own connections: close them after each job so the test
-# database can be dropped at the end.
-DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 MEDIA_ROOT = TEST_OUTPUT_DIR / "media"
 if STORAGES["images"]["BACKEND"].endswith("FileSystemStorage"):

@@ -8,6 +8,8 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from imagehub.metrics import metrics_view
+
 
 def healthz(request):
     with connection.cursor() as cursor:
@@ -19,10 +21,12 @@ urlpatterns = [
     path("", include("generations.urls")),
     path("", include("accounts.urls")),
     path("healthz", healthz),
+    path("metrics", metrics_view, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="redoc"),
     path("admin/", admin.site.urls),
+    path("", include("accounts.page_urls")),
 ]
 
 handler400 = "imagehub.errors.handler400"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from django.core.servers.basehttp import WSGIServer
 from rest_framework.test import APIClient
 
+from accounts.ledger import credits_top_up
 from accounts.models import APIKey, Membership
 from accounts.services import api_key_create, organization_create, user_get_or_create
+
+# pytest-django's live_server listens with Django's backlog of 10 connections; tests that
+# fire a burst of concurrent requests need a production-like one.
+WSGIServer.request_queue_size = 1024
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,10 +44,15 @@ def session_client(user, *, enforce_csrf: bool = False) -> APIClient:
 
 
 class Tenant:
-    def __init__(self, name: str):
+    # Plenty for any test that does not test money (1,000 credits).
+    CREDITS = 1_000_000_000
+
+    def __init__(self, name: str, credits: int = CREDITS):
         self.name = name
         self.user, _ = user_get_or_create(email=f"owner@{name}.example")
         self.org = organization_create(name=name, owner=self.user)
+        if credits:
+            credits_top_up(organization=self.org, amount=credits, memo="test fixture")
         self.key, self.secret = api_key_create(
             organization=self.org, created_by=self.user, name="test"
         )

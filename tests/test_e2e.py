@@ -83,7 +83,7 @@ def stack(database_url, tmp_path_factory):
 
     def new_key(email: str) -> str:
         out = subprocess.run(
-            [*manage, "create_api_key", email, "--credits", "1000"],
+            [*manage, "create_api_key", email, "--credits", "1000000000"],
             env=env,
             cwd=ROOT,
             check=True,
@@ -93,6 +93,18 @@ def stack(database_url, tmp_path_factory):
         return out.strip().splitlines()[-1]
 
     keys = {"alice": new_key("alice@one.example"), "bob": new_key("bob@two.example")}
+    keys["alice_manage"] = (
+        subprocess.run(
+            [*manage, "create_api_key", "alice@one.example", "--scope", "manage"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     port = _free_port()
     web = subprocess.Popen(
         [
@@ -108,6 +120,11 @@ def stack(database_url, tmp_path_factory):
             "8",
             "--timeout",
             "120",
+            # The serving worker's pid per request: proves both processes took requests.
+            "--access-logfile",
+            str(logs / "access.log"),
+            "--access-logformat",
+            "%(p)s %(s)s %(U)s",
         ],
         env=env,
         cwd=ROOT,
@@ -233,3 +250,125 @@ def test_async_polling_and_tenant_isolation(stack):
     )
     assert foreign.status_code == 404
     assert foreign.headers["x-request-id"]
+
+
+def _png_file(tmp_path, name: str, image: Image.Image) -> Path:
+    path = tmp_path / name
+    image.save(path, format="PNG")
+    return path
+
+
+@pytest.mark.parametrize("model", ["demo-sd", "demo-flux"])
+def test_edit_with_mask_keeps_unmasked_pixels(client, tmp_path, model):
+    source = Image.new("RGB", (128, 128))
+    source.putdata([(x * 2, y * 2, (x + y) % 256) for y in range(128) for x in range(128)])
+    mask = Image.new("RGBA", (128, 128), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 64, 128))  # transparent left half: repaint it
+    image_path = _png_file(tmp_path, "in.png", source)
+    mask_path = _png_file(tmp_path, "mask.png", mask)
+    with open(image_path, "rb") as image, open(mask_path, "rb") as mask_file:
+        result = client.images.edit(
+            image=image, mask=mask_file, prompt="a window", model=model, extra_body={"seed": 1}
+        )
+    edited = png(result.data[0].b64_json).convert("RGB")
+    assert edited.size == (128, 128)
+    assert list(edited.crop((64, 0, 128, 128)).getdata()) == list(
+        source.crop((64, 0, 128, 128)).getdata()
+    )
+    assert result.usage.input_tokens_details.image_tokens > 0
+    with open(image_path, "rb") as image:
+        plain = client.images.edit(image=image, prompt="no mask", model=model, size="128x128")
+    assert png(plain.data[0].b64_json).size == (128, 128)
+
+
+def test_edit_errors_name_the_field(client, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with open(text, "rb") as handle, pytest.raises(openai.BadRequestError) as bad:
+        client.images.edit(image=handle, prompt="p")
+    assert bad.value.body["param"] == "image"
+    image_path = _png_file(tmp_path, "in.png", Image.new("RGB", (128, 128)))
+    mask_path = _png_file(tmp_path, "small.png", Image.new("RGBA", (64, 64)))
+    with open(image_path, "rb") as image, open(mask_path, "rb") as mask:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.images.edit(image=image, mask=mask, prompt="p")
+    assert bad.value.body["param"] == "mask"
+
+
+def test_variation(client, tmp_path):
+    image_path = _png_file(tmp_path, "in.png", Image.new("RGB", (128, 128), (10, 200, 30)))
+    with open(image_path, "rb") as image:
+        result = client.images.create_variation(image=image, n=2, model="demo-sd")
+    assert len(result.data) == 2
+    assert all(png(item.b64_json).size == (128, 128) for item in result.data)
+
+
+def test_streamed_generation(client):
+    stream = client.images.generate(
+        model="demo-sd", prompt="streaming", size="128x128", stream=True, partial_images=2
+    )
+    received = list(stream)
+    assert [event.type for event in received] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert [event.partial_image_index for event in received[:2]] == [0, 1]
+    completed = received[-1]
+    assert png(completed.b64_json).size == (128, 128)
+    assert completed.usage.output_tokens == 16 * 16 and completed.usage.total_tokens > 0
+
+
+def test_streamed_edit(client, tmp_path):
+    image_path = _png_file(tmp_path, "in.png", Image.new("RGB", (128, 128), (90, 90, 200)))
+    with open(image_path, "rb") as image:
+        stream = client.images.edit(
+            image=image, prompt="stream", model="demo-flux", stream=True, partial_images=1
+        )
+        received = list(stream)
+    assert [event.type for event in received] == [
+        "image_edit.partial_image",
+        "image_edit.completed",
+    ]
+    assert received[-1].usage.input_tokens_details.image_tokens == 8 * 8
+
+
+def test_rate_limit_is_shared_by_two_web_processes(stack):
+    """gunicorn runs two worker processes here; their counters live in Redis."""
+    base, keys, access_log = stack["base"], stack["keys"], stack["logs"] / "access.log"
+    manage = {"Authorization": f"Bearer {keys['alice_manage']}"}
+    created = requests.post(
+        f"{base}/v1/keys",
+        headers=manage,
+        timeout=30,
+        json={"name": "limited", "limits": {"rpm_limit": 6}},
+    )
+    assert created.status_code == 201, created.text
+    secret = created.json()["secret"]
+    if time.time() % 60 > 40:  # finish inside one one-minute window
+        time.sleep(61 - time.time() % 60)
+    statuses, headers, pids = [], [], set()
+    while len(statuses) < 40 and (len(statuses) < 10 or len(pids) < 2):
+        # A new connection each time, so both processes get a chance to accept.
+        response = requests.post(
+            f"{base}/v1/images/generations",
+            json={"prompt": "rl", "size": "64x64"},
+            headers={
+                "Authorization": f"Bearer {secret}",
+                "Prefer": "respond-async",
+                "Connection": "close",
+            },
+            timeout=30,
+        )
+        statuses.append(response.status_code)
+        headers.append(response.headers)
+        pids = {
+            line.split()[0]
+            for line in access_log.read_text().splitlines()
+            if "/v1/images/generations" in line
+        }
+    assert len(pids) == 2, "both web processes should have served requests"
+    assert statuses == [202] * 6 + [429] * (len(statuses) - 6)
+    assert [h["x-ratelimit-remaining-requests"] for h in headers[:6]] == list("543210")
+    assert all(h["x-ratelimit-limit-requests"] == "6" for h in headers)
+    assert all(int(h["Retry-After"]) >= 1 for h in headers[6:])

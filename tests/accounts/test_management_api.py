@@ -259,7 +259,7 @@ def test_organization_and_members(tenant):
         "id": tenant.org.pk,
         "name": "acme",
         "slug": "acme",
-        "credit_balance": 0,
+        "credit_balance": tenant.CREDITS,
         "role": "member",
     }
     members = client.get("/v1/organization/members").json()["data"]

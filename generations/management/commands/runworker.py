@@ -28,13 +28,16 @@ class Command(BaseCommand):
         parser.add_argument("--queues", nargs="+", default=[settings.DRAMATIQ_QUEUE])
         parser.add_argument("--device", help="torch device, e.g. cuda:1 (default: IMAGEHUB_DEVICE)")
         parser.add_argument(
+            "--metrics-port", type=int, help="serve Prometheus metrics on this port"
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=int,
             default=settings.GENERATION_TIME_LIMIT_SECONDS,
             help="seconds to let jobs in flight finish after SIGTERM",
         )
 
-    def handle(self, *args, threads, queues, device, shutdown_timeout, **options):
+    def handle(self, *args, threads, queues, device, shutdown_timeout, metrics_port, **options):
         from imagehub.broker import broker, is_in_process
 
         if is_in_process():
@@ -45,6 +48,11 @@ class Command(BaseCommand):
         if device:
             settings.DEVICE = device
         broker.emit_after("process_boot")
+        if metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
+            logger.info("metrics on :%d/metrics", metrics_port)
         from generations.engine import warm_up
 
         warm_up(settings.WARMUP_MODELS)

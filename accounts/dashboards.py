@@ -1,0 +1,167 @@
+"""Numbers for the usage page and the operator dashboard, read from rollups only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDay
+
+from accounts.models import APIKey, Organization, UsageRollup
+
+# Upper bounds (ms) of the latency histogram kept in UsageRollup.latency_histogram.
+LATENCY_BOUNDS_MS = (
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+)
+OVERFLOW = "inf"
+
+
+def latency_bucket(ms: int) -> str:
+    for bound in LATENCY_BOUNDS_MS:
+        if ms <= bound:
+            return str(bound)
+    return OVERFLOW
+
+
+def percentile_ms(histogram: dict[str, int], q: float) -> int | None:
+    """The bucket bound below which a fraction q of requests finished (an upper estimate)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for bound in [*map(str, LATENCY_BOUNDS_MS), OVERFLOW]:
+        seen += histogram.get(bound, 0)
+        if seen >= q * total:
+            return None if bound == OVERFLOW else int(bound)
+    return None
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+def daily_series(rows, days: list[dt.date], label_of, metric: str) -> dict[str, list[int]]:
+    """{label: [value per day]} from rows of (day, group, metric)."""
+    index = {day: i for i, day in enumerate(days)}
+    series: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
+    for row in rows:
+        day = row["day"].date() if isinstance(row["day"], dt.datetime) else row["day"]
+        if day in index:
+            series[label_of(row)][index[day]] += row[metric] or 0
+    return dict(series)
+
+
+def _window(start: dt.date, end: dt.date):
+    return (
+        dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC),
+        dt.datetime.combine(end, dt.time(), tzinfo=dt.UTC),
+    )
+
+
+def tenant_usage(
+    *, organization: Organization, start: dt.date, end: dt.date, only_keys_of=None
+) -> dict:
+    """Spend and images per day, by model and by key, for one organization."""
+    since, until = _window(start, end)
+    rows = UsageRollup.objects.filter(organization=organization, hour__gte=since, hour__lt=until)
+    if only_keys_of is not None:
+        rows = rows.filter(api_key__created_by=only_keys_of)
+    per_day = rows.annotate(day=TruncDay("hour", tzinfo=dt.UTC))
+    by_model = list(
+        per_day.values("day", "model").annotate(credits=Sum("credits"), images=Sum("images"))
+    )
+    by_key = list(
+        per_day.values("day", "api_key_id").annotate(credits=Sum("credits"), images=Sum("images"))
+    )
+    names = dict(APIKey.objects.filter(organization=organization).values_list("pk", "name"))
+    days = _days(start, end)
+
+    def key_label(row):
+        return names.get(row["api_key_id"]) or f"key {row['api_key_id']}"
+
+    totals = rows.aggregate(
+        credits=Sum("credits"), images=Sum("images"), requests=Sum("requests"), failed=Sum("failed")
+    )
+    return {
+        "days": days,
+        "credits_by_model": daily_series(by_model, days, lambda r: r["model"], "credits"),
+        "images_by_model": daily_series(by_model, days, lambda r: r["model"], "images"),
+        "credits_by_key": daily_series(by_key, days, key_label, "credits"),
+        "images_by_key": daily_series(by_key, days, key_label, "images"),
+        "totals": {k: v or 0 for k, v in totals.items()},
+    }
+
+
+def operator_overview(*, start: dt.date, end: dt.date) -> dict:
+    """Every organization: volume, money, failures, latency, per-model usage."""
+    from generations.models import Generation
+
+    since, until = _window(start, end)
+    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
+    totals = rows.aggregate(
+        images=Sum("images"), credits=Sum("credits"), requests=Sum("requests"), failed=Sum("failed")
+    )
+    totals = {k: v or 0 for k, v in totals.items()}
+    histogram: dict[str, int] = defaultdict(int)
+    for hist in rows.values_list("latency_histogram", flat=True):
+        for bound, count in hist.items():
+            histogram[bound] += count
+    top = list(
+        rows.values("organization_id", "organization__name")
+        .annotate(credits=Sum("credits"), images=Sum("images"), requests=Sum("requests"))
+        .order_by("-credits", "-images")[:10]
+    )
+    per_model = list(
+        rows.values("model")
+        .annotate(
+            images=Sum("images"),
+            credits=Sum("credits"),
+            requests=Sum("requests"),
+            failed=Sum("failed"),
+        )
+        .order_by("-images")
+    )
+    days = _days(start, end)
+    per_day = list(
+        rows.annotate(day=TruncDay("hour", tzinfo=dt.UTC))
+        .values("day", "model")
+        .annotate(images=Sum("images"), credits=Sum("credits"))
+    )
+    queue = dict(
+        Generation.objects.filter(status__in=["queued", "running"])
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    return {
+        **totals,
+        "failure_rate": (totals["failed"] / totals["requests"]) if totals["requests"] else 0.0,
+        "active_organizations": rows.values("organization_id").distinct().count(),
+        "p50_ms": percentile_ms(histogram, 0.50),
+        "p95_ms": percentile_ms(histogram, 0.95),
+        "top_organizations": top,
+        "per_model": per_model,
+        "days": days,
+        "images_by_model": daily_series(per_day, days, lambda r: r["model"], "images"),
+        "credits_by_model": daily_series(per_day, days, lambda r: r["model"], "credits"),
+        "queued": queue.get("queued", 0),
+        "running": queue.get("running", 0),
+    }

@@ -1,0 +1,105 @@
+"""Forms of the web pages. Validation of key settings matches the REST API's."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
+
+from accounts.models import APIKey, Membership, User
+from accounts.serializers import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
+from generations.catalog import all_models
+
+
+class SignInForm(AuthenticationForm):
+    def clean_username(self) -> str:
+        return self.cleaned_data["username"].strip().lower()
+
+
+class SignUpForm(BaseUserCreationForm):
+    organization = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Organization name",
+        help_text="Your first organization; you will be its owner.",
+    )
+
+    class Meta:
+        model = User
+        fields = ("email",)
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email address already exists.")
+        return email
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(max_length=200)
+
+
+def _model_choices() -> list[tuple[str, str]]:
+    return [(spec.id, spec.id) for spec in all_models()]
+
+
+class _KeySettingsForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False)
+    allowed_models = forms.MultipleChoiceField(
+        choices=_model_choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None checked = every model.",
+    )
+    rpm_limit = forms.IntegerField(
+        min_value=0, max_value=MAX_INT, required=False, label="Requests per minute"
+    )
+    max_concurrent = forms.IntegerField(
+        min_value=0, max_value=MAX_INT, required=False, label="Concurrent generations"
+    )
+    monthly_spend_cap = forms.IntegerField(
+        min_value=0, max_value=MAX_BIGINT, required=False, label="Monthly spend cap (µcredits)"
+    )
+
+    def limits(self) -> dict[str, int | None]:
+        data = self.cleaned_data
+        return {f: data.get(f) for f in ("rpm_limit", "max_concurrent", "monthly_spend_cap")}
+
+
+class KeyCreateForm(_KeySettingsForm):
+    scope = forms.ChoiceField(choices=APIKey.Scope.choices, initial=APIKey.Scope.GENERATE)
+    expires_in_days = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_EXPIRY_DAYS,
+        required=False,
+        label="Expires after (days)",
+        help_text="Empty = never.",
+    )
+
+    field_order = ["name", "scope", "expires_in_days", "allowed_models"]
+
+
+class KeyEditForm(_KeySettingsForm):
+    pass
+
+
+GRACE_CHOICES = [
+    (0, "Immediately"),
+    (3600, "After 1 hour"),
+    (86400, "After 24 hours"),
+    (7 * 86400, "After 7 days"),
+]
+
+
+class KeyRotateForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(
+        choices=GRACE_CHOICES, coerce=int, initial=86400, label="Old secret stops working"
+    )
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)

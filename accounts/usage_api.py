@@ -1,0 +1,172 @@
+"""GET /v1/credits and GET /v1/usage (JSON, paginated, or CSV) for tenants."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+from django.http import HttpResponse
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, usage
+from accounts.authentication import BearerKeyAuthentication
+from accounts.models import APIKey
+from imagehub.errors import InvalidRequest
+
+MAX_PAGE = 1000
+
+
+class HasKeyOrSession(BasePermission):
+    """Any key of the organization (either scope) or a signed-in person."""
+
+    def has_permission(self, request, view):
+        if isinstance(request.auth, APIKey):
+            return True
+        return bool(request.user is not None and request.user.is_authenticated)
+
+
+class TenantView(APIView):
+    authentication_classes = [BearerKeyAuthentication, SessionAuthentication]
+    permission_classes = [HasKeyOrSession]
+
+
+class CreditsView(TenantView):
+    @extend_schema(
+        summary="Balance, money held, spend this month and caps",
+        operation_id="get_credits",
+        responses={200: dict},
+    )
+    def get(self, request):
+        caller = selectors.caller_for_request(request)
+        key = request.auth if isinstance(request.auth, APIKey) else None
+        return Response(usage.credits_summary(organization=caller.organization, api_key=key))
+
+
+def _moment(value: str | None, param: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        if value.isdigit():
+            return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+        moment = parse_datetime(value)
+        if moment is None and (day := parse_date(value)) is not None:
+            moment = dt.datetime.combine(day, dt.time())
+    except (ValueError, OverflowError, OSError):  # well-formed but impossible
+        moment = None
+    if moment is None:
+        raise InvalidRequest(
+            f"'{value}' is not a date: use YYYY-MM-DD, an ISO 8601 time or a Unix timestamp.",
+            param=param,
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class UsageView(TenantView):
+    @extend_schema(
+        summary="Usage per day or hour, optionally grouped by model, key or user",
+        operation_id="get_usage",
+        parameters=[
+            OpenApiParameter("start", str, description="inclusive; default 30 days ago"),
+            OpenApiParameter("end", str, description="exclusive; default end of today (UTC)"),
+            OpenApiParameter("bucket", str, enum=["day", "hour"]),
+            OpenApiParameter("group_by", str, description="comma-separated: model, key, user"),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("page", int),
+            OpenApiParameter("format", str, enum=["json", "csv"]),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request):
+        caller = selectors.caller_for_request(request)
+        params = request.query_params
+        default_start, default_end = usage.default_window()
+        start = _moment(params.get("start"), "start") or default_start
+        end = _moment(params.get("end"), "end") or default_end
+        if end <= start:
+            raise InvalidRequest("'end' must be after 'start'.", param="end")
+        bucket = params.get("bucket", "day")
+        if bucket not in ("day", "hour"):
+            raise InvalidRequest("'bucket' must be 'day' or 'hour'.", param="bucket")
+        group_by = [g.strip() for g in params.get("group_by", "").split(",") if g.strip()]
+        unknown = [g for g in group_by if g not in usage.GROUPS]
+        if unknown:
+            raise InvalidRequest(
+                f"Cannot group by {unknown[0]!r}: use model, key or user.", param="group_by"
+            )
+        rows = usage.usage_rows(
+            organization=caller.organization,
+            start=start,
+            end=end,
+            bucket=bucket,
+            group_by=group_by,
+            only_keys_of=None if caller.manages_all_keys else caller.user,
+        )
+        if params.get("format") == "csv":
+            return _csv(rows, group_by)
+        limit, page = _int(params, "limit", 100, 1, MAX_PAGE), _int(params, "page", 1, 1, None)
+        window = list(rows[(page - 1) * limit : page * limit + 1])
+        return Response(
+            {
+                "object": "list",
+                "bucket": bucket,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "group_by": group_by,
+                "data": [_row(r) for r in window[:limit]],
+                "page": page,
+                "has_more": len(window) > limit,
+            }
+        )
+
+
+def _int(params, name: str, default: int, low: int, high: int | None) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer.", param=name) from None
+    if value < low or (high is not None and value > high):
+        raise InvalidRequest(f"'{name}' must be between {low} and {high or '∞'}.", param=name)
+    return value
+
+
+def _row(row: dict) -> dict:
+    out = {"bucket_start": row["bucket_start"].isoformat()}
+    if "model" in row:
+        out["model"] = row["model"]
+    if "api_key_id" in row:
+        out["api_key_id"] = row["api_key_id"]
+    if "user__email" in row:
+        out["user"] = row["user__email"]
+    for metric in usage.METRICS[:-1]:
+        out[metric] = row[metric] or 0
+    out["avg_latency_ms"] = (
+        round((row["latency_ms_total"] or 0) / row["requests"]) if row["requests"] else None
+    )
+    return out
+
+
+def _csv(rows, group_by: list[str]) -> HttpResponse:
+    buffer = io.StringIO()
+    writer = None
+    for row in rows:
+        item = _row(row)
+        if writer is None:
+            writer = csv.DictWriter(buffer, fieldnames=list(item))
+            writer.writeheader()
+        writer.writerow(item)
+    if writer is None:
+        columns = {"model": "model", "key": "api_key_id", "user": "user"}
+        header = ["bucket_start", *(columns[g] for g in group_by), *usage.METRICS[:-1]]
+        buffer.write(",".join([*header, "avg_latency_ms"]) + "\n")
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="imagehub-usage.csv"'
+    return response

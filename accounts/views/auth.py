@@ -1,0 +1,117 @@
+"""Sign-up, organization switching and creation, and accepting an invitation.
+
+Sign-in, sign-out and password reset are Django's own views (see accounts/page_urls.py).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import members, services
+from accounts.forms import OrganizationForm, SignUpForm
+from accounts.models import Membership
+from accounts.selectors import SESSION_ORG_KEY
+from imagehub.errors import APIError
+
+
+def _pending_invitation(token: str | None):
+    if not token:
+        return None
+    try:
+        invitation = members.invitation_find(token=token)
+    except APIError:
+        return None
+    return invitation if invitation.status == "pending" else None
+
+
+def signup(request):
+    """Create an account, sign in, and create the first organization (or accept the
+    invitation the person came from)."""
+    if request.user.is_authenticated:
+        return redirect("keys")
+    token = request.GET.get("invite") or request.POST.get("invite")
+    invitation = _pending_invitation(token)
+    form = SignUpForm(
+        request.POST or None, initial={"email": invitation.email} if invitation else None
+    )
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = form.save()
+            org_name = form.cleaned_data["organization"].strip()
+            if invitation is not None and user.email == invitation.email:
+                membership = members.invitation_accept(token=token, user=user)
+                org = membership.organization
+                if org_name:
+                    org = services.organization_create(name=org_name, owner=user)
+            else:
+                org = services.organization_create(
+                    name=org_name or f"{user.email.split('@')[0]}'s organization", owner=user
+                )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session[SESSION_ORG_KEY] = org.pk
+        messages.success(request, f"Welcome to imagehub. You are in {org.name}.")
+        return redirect("keys")
+    return render(
+        request,
+        "registration/signup.html",
+        {"form": form, "invitation": invitation, "token": token or ""},
+    )
+
+
+@login_required
+@require_POST
+def switch_organization(request):
+    org_id = request.POST.get("org_id", "")
+    membership = (
+        Membership.objects.filter(user=request.user, organization_id=org_id)
+        .select_related("organization")
+        .first()
+        if org_id.isdigit()
+        else None
+    )
+    if membership is None:
+        messages.error(request, "You are not a member of that organization.")
+        return redirect("keys")
+    request.session[SESSION_ORG_KEY] = membership.organization_id
+    messages.success(request, f"Switched to {membership.organization.name}.")
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith("/") and not back.startswith("//") else "keys")
+
+
+@login_required
+def organization_new(request):
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        org = services.organization_create(name=form.cleaned_data["name"], owner=request.user)
+        request.session[SESSION_ORG_KEY] = org.pk
+        messages.success(request, f"Created {org.name}; you are its owner.")
+        return redirect("keys")
+    return render(request, "accounts/organization_new.html", {"form": form})
+
+
+def invitation_accept(request, token: str):
+    """GET shows the invitation; POST (signed in as the invited email) accepts it."""
+    try:
+        invitation = members.invitation_find(token=token)
+    except APIError:
+        invitation = None
+    if request.method == "POST" and request.user.is_authenticated:
+        try:
+            membership = members.invitation_accept(token=token, user=request.user)
+        except APIError as exc:
+            messages.error(request, exc.message)
+        else:
+            request.session[SESSION_ORG_KEY] = membership.organization_id
+            messages.success(request, f"You joined {membership.organization.name}.")
+            return redirect("keys")
+    return render(
+        request,
+        "accounts/invitation.html",
+        {"invitation": invitation, "token": token},
+        status=200 if invitation else 404,
+    )

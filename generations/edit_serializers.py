@@ -1,0 +1,87 @@
+"""Request validation of image edits and variations (OpenAI's /v1/images/edits and
+/v1/images/variations), on top of the generation request's rules.
+
+The uploads themselves are checked in generations/uploads.py; what is validated here
+lands in ``validated_data["inputs"]`` (the decoded images and the repaint mask) for the
+view to store with the generation.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from generations.catalog import ModelSpec
+from generations.serializers import GenerationRequestSerializer, _resolve_size
+from generations.uploads import Upload, mask_for, output_size_for, parse_inputs
+
+DEFAULT_EDIT_STRENGTH = 0.75
+DEFAULT_VARIATION_STRENGTH = 0.6
+# Fields the SDK may send that have no meaning for a diffusion model.
+_IGNORED = ("moderation", "input_fidelity", "safety_identifier", "image[]", "images", "images[]")
+
+
+class EditRequestSerializer(GenerationRequestSerializer):
+    ignored = (*_IGNORED, "image", "mask")
+    kind = "edit"
+    default_strength = DEFAULT_EDIT_STRENGTH
+    with_mask = True
+
+    strength = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+
+    def validate(self, attrs):
+        self._inputs = None
+        data = super().validate(attrs)
+        spec: ModelSpec = data["spec"]
+        images, mask = self._uploads(spec)
+        strength = attrs.get("strength")
+        strength = self.default_strength if strength is None else strength
+        if int(data["steps"] * strength) < 1:
+            raise serializers.ValidationError(
+                {
+                    "strength": f"strength {strength} × {data['steps']} steps leaves no "
+                    "denoising step; raise 'strength' or 'num_inference_steps'."
+                }
+            )
+        mask_image = (
+            mask_for(mask, (images[0].width, images[0].height)) if mask is not None else None
+        )
+        data.update(
+            kind=self.kind,
+            strength=strength,
+            masked=mask_image is not None,
+            inputs={"images": images, "mask": mask_image},
+            input_image_tokens=sum(spec.output_tokens(u.width, u.height) for u in images),
+        )
+        return data
+
+    def _uploads(self, spec: ModelSpec) -> tuple[list[Upload], Upload | None]:
+        if self._inputs is None:
+            self._inputs = parse_inputs(self.initial_data, spec, with_mask=self.with_mask)
+        return self._inputs
+
+    def resolve_size(self, spec: ModelSpec, attrs: dict) -> tuple[int, int]:
+        images, _ = self._uploads(spec)
+        if attrs.get("size") in (None, "", "auto") and attrs.get("width") is None:
+            return output_size_for(spec, images[0].width, images[0].height)
+        return _resolve_size(spec, attrs)
+
+
+class VariationRequestSerializer(EditRequestSerializer):
+    """Image-to-image of the input with an empty prompt."""
+
+    ignored = (*_IGNORED, "image")
+    kind = "variation"
+    default_strength = DEFAULT_VARIATION_STRENGTH
+    with_mask = False
+
+    prompt = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, default=""
+    )
+
+    def validate(self, attrs):
+        if attrs.get("stream"):
+            raise serializers.ValidationError({"stream": "Variations do not stream."})
+        return super().validate(attrs)
+
+    def resolve_prompt(self, spec: ModelSpec, attrs: dict) -> str:
+        return attrs.get("prompt") or ""

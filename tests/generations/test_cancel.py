@@ -1,0 +1,75 @@
+"""Canceling: a queued job at once, a running one at its next step; money comes back."""
+
+import time
+
+import pytest
+
+from accounts.models import CreditEntry, Organization
+from generations.models import Generation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/v1/images/generations"
+
+
+def _wait(api, generation_id, status, seconds=30):
+    deadline = time.monotonic() + seconds
+    while (body := api.get(f"{URL}/{generation_id}").json())["status"] != status:
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    return body
+
+
+def test_cancel_a_queued_generation(tenant, api, monkeypatch):
+    # Keep the job queued: nothing consumes it.
+    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    created = api.post(URL, {"prompt": "never"}, format="json", HTTP_PREFER="respond-async")
+    generation_id = created.json()["id"]
+    canceled = api.post(f"{URL}/{generation_id}/cancel")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    org = Organization.objects.get(pk=tenant.org.pk)
+    assert (org.credit_balance, org.credits_held) == (tenant.CREDITS, 0)
+    assert list(
+        CreditEntry.objects.filter(generation_id=generation_id).values_list("kind", flat=True)
+    ) == ["hold", "release"]
+    # A late delivery of the message does nothing.
+    from generations.runner import run_generation
+
+    run_generation(generation_id=generation_id)
+    assert Generation.objects.get(pk=generation_id).status == "canceled"
+
+
+def test_cancel_a_running_generation_stops_between_steps(tenant, api):
+    created = api.post(
+        URL,
+        {"prompt": "long", "size": "512x512", "num_inference_steps": 50},
+        format="json",
+        HTTP_PREFER="respond-async",
+    )
+    generation_id = created.json()["id"]
+    _wait(api, generation_id, "running")
+    started = time.monotonic()
+    response = api.post(f"{URL}/{generation_id}/cancel")
+    assert response.json()["cancel_requested"] is True
+    body = _wait(api, generation_id, "canceled")
+    assert time.monotonic() - started < 5  # 50 steps would take far longer
+    assert body["error"]["code"] == "canceled"
+    generation = Generation.objects.get(pk=generation_id)
+    assert generation.images.count() == 0 and generation.charged == 0
+    org = Organization.objects.get(pk=tenant.org.pk)
+    assert (org.credit_balance, org.credits_held) == (tenant.CREDITS, 0)
+
+
+def test_cancel_someone_elses_is_404(api, other_tenant, monkeypatch):
+    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    generation_id = api.post(
+        URL, {"prompt": "mine"}, format="json", HTTP_PREFER="respond-async"
+    ).json()["id"]
+    assert other_tenant.client().post(f"{URL}/{generation_id}/cancel").status_code == 404
+    assert Generation.objects.get(pk=generation_id).status == "queued"
+
+
+def test_cancel_a_finished_generation_changes_nothing(api):
+    body = api.post(URL, {"prompt": "done", "size": "64x64"}, format="json").json()
+    response = api.post(f"{URL}/{body['id']}/cancel").json()
+    assert response["status"] == "succeeded" and len(response["data"]) == 1

@@ -58,7 +58,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: migrate demo-models
-	$(PY) -m tests.bench --stack embedded --stack redis --out BENCHMARKS.md
+	$(PY) -m tests.bench --out BENCHMARKS.md
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -153,7 +153,7 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
     )
     return {
         **totals,
-        "failure_rate": (totals["failed"] / totals["requests"]) if totals["requests"] else 0.0,
+        "failure_pct": (100 * totals["failed"] / totals["requests"]) if totals["requests"] else 0.0,
         "active_organizations": rows.values("organization_id").distinct().count(),
         "p50_ms": percentile_ms(histogram, 0.50),
         "p95_ms": percentile_ms(histogram, 0.95),

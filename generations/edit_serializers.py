@@ -11,6 +11,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from generations.catalog import ModelSpec
+from generations.pricing import request_price
 from generations.serializers import GenerationRequestSerializer, _resolve_size
 from generations.uploads import Upload, mask_for, output_size_for, parse_inputs
 
@@ -45,7 +46,14 @@ class EditRequestSerializer(GenerationRequestSerializer):
         mask_image = (
             mask_for(mask, (images[0].width, images[0].height)) if mask is not None else None
         )
+        # Image-to-image denoises only int(steps × strength) steps: price what runs.
+        denoised = min(int(data["steps"] * strength), data["steps"])
+        unit_price, price = request_price(
+            spec, width=data["width"], height=data["height"], steps=denoised, n=data["n"]
+        )
         data.update(
+            unit_price=unit_price,
+            price=price,
             kind=self.kind,
             strength=strength,
             masked=mask_image is not None,

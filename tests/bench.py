@@ -1,19 +1,27 @@
-"""Latency of one demo-model request through the whole API against a bare `pipe()` call.
+"""imagehub benchmarks: the full stack against a bare `pipe()` loop on the same inputs.
 
-    .venv/bin/python -m tests.bench [--runs 20] [--size 256x256] [--steps 4] [--model demo-sd]
-                                    [--stack embedded|redis] [--out BENCHMARKS.md]
+    .venv/bin/python -m tests.bench [--quick] [--out BENCHMARKS.md]
 
-"bare": one process, DiffusionPipeline.from_pretrained + pipe() with the same seed and
-steps. "api": a real server (gunicorn; embedded default, or PostgreSQL + Redis + a separate
-worker process with --stack redis) and HTTP requests with a real key. Cold = the first
-request after start-up (the worker loads the model then); warm = the median of the rest.
-Gateway overhead = end-to-end latency minus the pipeline's own inference time, as the
-worker reports it in `timings.inference`.
+Full stack = gunicorn (HTTP, bearer auth, validation, credit hold, records) → Redis broker
+→ a separate `runworker` process (claim, diffusers, PNG encoding, storage, settlement) →
+completion notice → the waiting request reads the files back and answers. Database:
+PostgreSQL. Bare loop = one process calling `pipe()` once per image, batch 1, same demo
+model, sizes, steps and seeds.
+
+Measured:
+- latency: one 256x256 request, cold (first after start-up) and warm (median), against
+  one bare call;
+- throughput: images per second at concurrency 1, 8 and 32, two sizes, batching off and
+  on (IMAGEHUB_BATCHING), with the ratio to the bare loop, and gateway overhead per
+  request = end-to-end latency − the worker's inference time − the time the job waited
+  for a worker (`timings.queue`), at p50/p95/p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import os
 import platform
 import signal
@@ -24,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -31,6 +40,10 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+ADMIN_DB = "postgresql://postgres@127.0.0.1/postgres"
+MODEL = "demo-sd"
+STEPS = 4
+PROMPT = "a lighthouse at dusk"
 
 
 def _free_port() -> int:
@@ -39,41 +52,55 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def percentile(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def bare(model_dir: Path, width: int, height: int, steps: int, guidance: float, runs: int) -> dict:
-    started = time.perf_counter()
-    import torch
-    from diffusers import DiffusionPipeline
+# --- the bare loop --------------------------------------------------------------------------
+class Bare:
+    def __init__(self, model_dir: Path, guidance: float):
+        started = time.perf_counter()
+        import torch
+        from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(str(model_dir), torch_dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    loaded = time.perf_counter() - started
+        self.torch = torch
+        self.pipe = DiffusionPipeline.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.guidance = guidance
+        self.load_seconds = time.perf_counter() - started
 
-    def call(seed: int) -> float:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            pipe(
-                prompt="a lighthouse at dusk",
-                width=width,
-                height=height,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=[torch.Generator("cpu").manual_seed(seed)],
+    def call(self, size: int, seed: int) -> float:
+        started = time.perf_counter()
+        with self.torch.inference_mode():
+            self.pipe(
+                prompt=PROMPT,
+                width=size,
+                height=size,
+                num_inference_steps=STEPS,
+                guidance_scale=self.guidance,
+                generator=[self.torch.Generator("cpu").manual_seed(seed)],
             )
-        return time.perf_counter() - t0
+        return time.perf_counter() - started
 
-    first = call(42)
-    warm = [call(42) for _ in tqdm(range(runs), desc="bare pipe()", leave=False)]
-    return {"cold": loaded + first, "first_call": first, "warm": warm}
+    def images_per_second(self, size: int, count: int) -> float:
+        self.call(size, 0)  # warm
+        started = time.perf_counter()
+        for seed in tqdm(range(count), desc=f"bare {size}²", leave=False):
+            self.call(size, seed)
+        return count / (time.perf_counter() - started)
 
 
-def api(stack: str, model: str, width: int, height: int, steps: int, runs: int) -> dict:
+# --- the full stack -------------------------------------------------------------------------
+@contextlib.contextmanager
+def stack(*, batching: bool):
+    """PostgreSQL database, gunicorn, Redis broker and one worker process; yields (url, key)."""
+    import psycopg
+
     workdir = Path(tempfile.mkdtemp(prefix="imagehub-bench-"))
+    database = f"imagehub_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_DB, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "imagehub.settings",
@@ -81,24 +108,17 @@ def api(stack: str, model: str, width: int, height: int, steps: int, runs: int) 
         "IMAGEHUB_DEMO_MODELS_DIR": str(ROOT / "data" / "models"),
         "DJANGO_SECRET_KEY": uuid.uuid4().hex,
         "HF_HUB_OFFLINE": "1",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "DRAMATIQ_BROKER_URL": "redis://127.0.0.1:6379/14",
+        "IMAGEHUB_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
+        "IMAGEHUB_BATCHING": "1" if batching else "0",
+        "IMAGEHUB_WARMUP_MODELS": MODEL,
     }
-    database = None
-    if stack == "redis":
-        import psycopg
-
-        database = f"imagehub_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {database}")
-        env.update(
-            DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{database}",
-            DRAMATIQ_BROKER_URL="redis://127.0.0.1:6379/14",
-            IMAGEHUB_QUEUE=f"bench-{uuid.uuid4().hex[:6]}",
-        )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT)
     key = (
         subprocess.run(
-            [*manage, "create_api_key", "bench@example.com"],
+            [*manage, "create_api_key", "bench@example.com", "--credits", str(10**15)],
             env=env,
             check=True,
             cwd=ROOT,
@@ -122,78 +142,107 @@ def api(stack: str, model: str, width: int, height: int, steps: int, runs: int) 
                 "--worker-class",
                 "gthread",
                 "--threads",
-                "16",
+                "64",
             ],
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
-        )
+        ),
+        subprocess.Popen(
+            [*manage, "runworker", "--threads", "8" if batching else "1"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
     ]
-    if stack == "redis":
-        processes.append(
-            subprocess.Popen(
-                [*manage, "runworker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
-        )
     base = f"http://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 60
         while True:
-            try:
+            with contextlib.suppress(requests.ConnectionError):
                 requests.get(f"{base}/healthz", timeout=1)
                 break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {key}"
-        body = {
-            "model": model,
-            "prompt": "a lighthouse at dusk",
-            "size": f"{width}x{height}",
-            "num_inference_steps": steps,
-            "seed": 42,
-        }
-
-        def call() -> tuple[float, float]:
-            t0 = time.perf_counter()
-            response = session.post(f"{base}/v1/images/generations", json=body, timeout=300)
-            elapsed = time.perf_counter() - t0
-            response.raise_for_status()
-            return elapsed, response.json()["timings"]["inference"]
-
-        cold, cold_inference = call()
-        warm = [call() for _ in tqdm(range(runs), desc=f"api ({stack})", leave=False)]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {workdir / 'server.log'}")
+            time.sleep(0.1)
+        yield base, key
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=30)
-        if database:
-            with psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            process.wait(timeout=60)
+        with psycopg.connect(ADMIN_DB, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def request(session: requests.Session, base: str, size: int, seed: int) -> dict:
+    started = time.perf_counter()
+    response = session.post(
+        f"{base}/v1/images/generations",
+        timeout=600,
+        json={
+            "model": MODEL,
+            "prompt": PROMPT,
+            "size": f"{size}x{size}",
+            "num_inference_steps": STEPS,
+            "seed": seed,
+        },
+    )
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    timings = response.json()["timings"]
+    return {"e2e": elapsed, "inference": timings["inference"], "queue": timings["queue"]}
+
+
+def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
+    sessions = [requests.Session() for _ in range(concurrency)]
+    for session in sessions:
+        session.headers["Authorization"] = f"Bearer {key}"
+    for session in sessions:  # warm connections, worker and model
+        request(session, base, size, 0)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(
+            tqdm(
+                pool.map(lambda i: request(sessions[i % concurrency], base, size, i), range(count)),
+                total=count,
+                desc=f"stack {size}² c={concurrency}",
+                leave=False,
+            )
+        )
+    wall = time.perf_counter() - started
+    overhead = [r["e2e"] - r["inference"] - r["queue"] for r in results]
     return {
-        "cold": cold,
-        "cold_inference": cold_inference,
-        "warm": [w for w, _ in warm],
-        "overhead": [w - i for w, i in warm],
-        "inference": [i for _, i in warm],
+        "ips": count / wall,
+        "e2e_p50": pct([r["e2e"] for r in results], 50),
+        "over_p50": pct(overhead, 50),
+        "over_p95": pct(overhead, 95),
+        "over_p99": pct(overhead, 99),
     }
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value * 1000:.1f}"
+# --- report -----------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    return f"{os.cpu_count()} CPU cores ({cpu}){memory}, no GPU; torch CPU float32"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--size", default="256x256")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--model", default="demo-sd")
-    parser.add_argument("--stack", choices=["embedded", "redis"], action="append")
-    parser.add_argument("--out", type=Path, help="append the table to this Markdown file")
+    parser = argparse.ArgumentParser(description="imagehub benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer requests, one size")
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
     args = parser.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagehub.settings")
     import django
@@ -201,48 +250,95 @@ def main() -> None:
     django.setup()
     from generations.catalog import get_model
 
-    spec = get_model(args.model)
-    bare_result = bare(
-        Path(spec.source), width, height, args.steps, spec.default_guidance, args.runs
-    )
-    rows = [
-        ("bare pipe()", bare_result["cold"], statistics.median(bare_result["warm"]), None, None)
+    spec = get_model(MODEL)
+    sizes = [128] if args.quick else [128, 256]
+    levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 48), (32, 96)]
+    bare = Bare(Path(spec.source), spec.default_guidance)
+    bare_ips = {size: bare.images_per_second(size, 16 if args.quick else 30) for size in sizes}
+    bare_call = statistics.median(bare.call(256, 42) for _ in range(10))
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}. Measured {dt.date.today().isoformat()} with "
+        "`make bench` (`.venv/bin/python -m tests.bench --out BENCHMARKS.md`).",
+        "",
+        f"Model `{MODEL}` (random-weight SD-style pipeline built by `build_demo_models`), "
+        f"{STEPS} steps, guidance {spec.default_guidance}, PNG output, `b64_json`. Stack: "
+        "gunicorn + PostgreSQL + Redis broker + one separate worker process (1 thread with "
+        "batching off, 8 with it on), all on this machine.",
+        "",
     ]
-    for stack in args.stack or ["embedded"]:
-        result = api(stack, spec.id, width, height, args.steps, args.runs)
-        rows.append(
+    latency_rows = []
+    with stack(batching=False) as (base, key):
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
+        cold = request(session, base, 256, 42)
+        warm = [request(session, base, 256, 42) for _ in range(15)]
+        latency_rows.append(
             (
-                f"API, {stack}",
-                result["cold"],
-                statistics.median(result["warm"]),
-                statistics.median(result["overhead"]),
-                percentile(result["overhead"], 99),
+                "full stack",
+                cold["e2e"],
+                statistics.median(w["e2e"] for w in warm),
+                statistics.median(w["e2e"] - w["inference"] - w["queue"] for w in warm),
             )
         )
-    cpu = platform.processor() or platform.machine()
-    machine = f"{platform.node()}: {os.cpu_count()} CPU cores, {cpu}"
-    lines = [
-        f"### {spec.id}, {args.size}, {args.steps} steps, seed 42 ({args.runs} warm runs)",
+        throughput = {False: {}}
+        for size in sizes:
+            for concurrency, count in levels:
+                throughput[False][(size, concurrency)] = load(base, key, size, concurrency, count)
+    throughput[True] = {}
+    with stack(batching=True) as (base, key):
+        for size in sizes:
+            for concurrency, count in levels:
+                throughput[True][(size, concurrency)] = load(base, key, size, concurrency, count)
+
+    lines += [
+        "## One request, 256x256",
         "",
-        f"Machine: {machine}, torch CPU float32. Command: `.venv/bin/python -m tests.bench "
-        f"--size {args.size} --steps {args.steps} --model {spec.id}`",
-        "",
-        "| path | cold (s) | warm p50 (s) | overhead p50 (ms) | overhead p99 (ms) |",
-        "|---|---|---|---|---|",
+        "| path | cold (s) | warm p50 (s) | gateway overhead p50 (ms) |",
+        "|---|---|---|---|",
+        f"| bare `pipe()` | {bare.load_seconds + bare_call:.3f} (load + call) | "
+        f"{bare_call:.3f} | — |",
     ]
-    for name, cold, warm, over50, over99 in rows:
-        lines.append(f"| {name} | {cold:.3f} | {warm:.3f} | {_ms(over50)} | {_ms(over99)} |")
-    lines.append("")
-    lines.append(
-        "Cold for the bare loop = imports + `from_pretrained` + first call; cold for "
-        "the API = the first request after the server started (the worker imports "
-        "torch and loads the model during it)."
-    )
-    table = "\n".join(lines)
-    print(table)
+    for name, cold_s, warm_s, over in latency_rows:
+        lines.append(
+            f"| {name} | {cold_s:.3f} (first request) | {warm_s:.3f} | {over * 1000:.1f} |"
+        )
+    lines += [
+        "",
+        "The worker process loads the model at start-up (IMAGEHUB_WARMUP_MODELS), so "
+        "'cold' is the first request after the server came up.",
+        "",
+        "## Throughput",
+        "",
+        "| size | batching | concurrency | bare loop img/s | full stack img/s | ratio | "
+        "e2e p50 (s) | overhead p50 / p95 / p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for batching in (False, True):
+        for (size, concurrency), r in throughput[batching].items():
+            lines.append(
+                f"| {size}² | {'on' if batching else 'off'} | {concurrency} | "
+                f"{bare_ips[size]:.2f} | {r['ips']:.2f} | {r['ips'] / bare_ips[size]:.2f}× | "
+                f"{r['e2e_p50']:.3f} | {r['over_p50'] * 1000:.1f} / {r['over_p95'] * 1000:.1f}"
+                f" / {r['over_p99'] * 1000:.1f} |"
+            )
+    lines += [
+        "",
+        "Overhead = end-to-end latency − inference − time waiting for a worker "
+        "(`timings.queue`): what the gateway adds around the model. With batching, "
+        "`inference` is the batch call's duration, so a request's overhead includes "
+        "waiting for its batch to form (IMAGEHUB_BATCH_WAIT_MS).",
+        "",
+        "No GPU was available to the session that measured this; the FLUX.1-schnell "
+        "1024² figure on an H100 is still to be measured.",
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
     if args.out:
-        with args.out.open("a") as handle:
-            handle.write(table + "\n\n")
+        args.out.write_text(report)
 
 
 if __name__ == "__main__":

@@ -58,19 +58,11 @@ def usage_page(request, caller):
             "totals": data["totals"],
             "charts": [
                 charts.stacked_bars(
-                    days,
-                    data["credits_by_model"],
-                    title="Spend per day by model",
-                    scale=1_000_000,
-                    unit=" cr",
+                    days, data["credits_by_model"], title="Spend per day by model (micro-credits)"
                 ),
                 charts.stacked_bars(days, data["images_by_model"], title="Images per day by model"),
                 charts.stacked_bars(
-                    days,
-                    data["credits_by_key"],
-                    title="Spend per day by key",
-                    scale=1_000_000,
-                    unit=" cr",
+                    days, data["credits_by_key"], title="Spend per day by key (micro-credits)"
                 ),
                 charts.stacked_bars(days, data["images_by_key"], title="Images per day by key"),
             ],
@@ -97,11 +89,7 @@ def operator_dashboard(request):
             "charts": [
                 charts.stacked_bars(days, data["images_by_model"], title="Images per day by model"),
                 charts.stacked_bars(
-                    days,
-                    data["credits_by_model"],
-                    title="Credits per day by model",
-                    scale=1_000_000,
-                    unit=" cr",
+                    days, data["credits_by_model"], title="Spend per day by model (micro-credits)"
                 ),
             ],
         },

@@ -165,3 +165,23 @@ def test_staff_edit_prices_in_admin(client, db):
     )
     assert response.status_code == 302
     assert ModelPrice.objects.get(model="demo-flux").price_per_megapixel_step == 7
+
+
+def test_edits_pay_for_the_steps_that_run(api):
+    """Image-to-image denoises int(steps × strength) steps, and is priced so."""
+    from tests.imagefiles import gradient_png, upload
+
+    response = api.post(
+        "/v1/images/edits",
+        {
+            "image": upload(gradient_png((256, 256))),
+            "prompt": "half",
+            "model": "demo-sd",
+            "num_inference_steps": "4",
+            "strength": "0.5",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 200, response.content
+    # 100 per image + ceil(256 × 256 × 2 steps × 1000 / 10^6) = 100 + 132
+    assert response.json()["usage"]["credits_charged"] == 232

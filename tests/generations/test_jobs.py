@@ -116,3 +116,74 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued):
     # Alone rather than in a batch of two: equal up to float rounding.
     assert max(hi for _, hi in ImageChops.difference(regenerated, original).getextrema()) <= 2
     assert GeneratedImage.objects.filter(generation=generation).count() == 2
+
+
+# --- money under redelivery -------------------------------------------------------------
+
+
+@pytest.fixture
+def paid(tenant, monkeypatch):
+    """A queued generation whose price is held, with the broker message not sent (the
+    test delivers it by calling the runner, as many times as it likes)."""
+    from generations.services import generation_create
+
+    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    return generation_create(
+        organization=tenant.org,
+        api_key=tenant.key,
+        model="demo-sd",
+        prompt="paid job",
+        n=2,
+        width=64,
+        height=64,
+        steps=2,
+        guidance_scale=5.0,
+        seed=7,
+        price=218,
+        unit_price=109,
+    )
+
+
+def kinds(generation) -> list[str]:
+    from accounts.models import CreditEntry
+
+    return list(
+        CreditEntry.objects.filter(generation_id=generation.id)
+        .order_by("pk")
+        .values_list("kind", flat=True)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redelivered_message_captures_once(paid):
+    from django.core.management import call_command
+
+    run_generation(generation_id=paid.id)
+    run_generation(generation_id=paid.id)
+    assert kinds(paid) == ["hold", "capture"]
+    paid.refresh_from_db()
+    assert paid.charged == 218
+    call_command("reconcile_ledger")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_dying_before_completion_captures_once(paid, monkeypatch):
+    from django.core.management import call_command
+
+    from generations import runner
+
+    real_complete = runner.services.generation_complete
+
+    def die(**kwargs):
+        raise SystemExit("worker killed after saving the images")
+
+    monkeypatch.setattr(runner.services, "generation_complete", die)
+    with pytest.raises(SystemExit):
+        run_generation(generation_id=paid.id)
+    assert kinds(paid) == ["hold"]  # nothing settled yet; the money is still held
+    monkeypatch.setattr(runner.services, "generation_complete", real_complete)
+    Generation.objects.filter(pk=paid.pk).update(lease_expires_at=timezone.now())
+    run_generation(generation_id=paid.id)  # the redelivery, after the lease ran out
+    run_generation(generation_id=paid.id)  # and one more, for good measure
+    assert kinds(paid) == ["hold", "capture"]
+    call_command("reconcile_ledger")

@@ -51,7 +51,7 @@ web: migrate
 	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360
 
 worker: install demo-models
-	$(PY) manage.py runworker --threads $${WORKER_THREADS:-1}
+	$(PY) manage.py runworker $${WORKER_THREADS:+--threads $$WORKER_THREADS}
 
 test: install
 	$(PY) manage.py build_demo_models

@@ -17,18 +17,23 @@ from pathlib import Path
 from django.conf import settings
 from PIL import Image
 
+from generations.cache import (
+    MB,
+    ModelLoadError,
+    PipelineCache,
+    default_budget_bytes,
+    pipeline_bytes,
+)
 from generations.catalog import ModelSpec
 from imagehub import metrics
+
+__all__ = ["Canceled", "Engine", "ModelLoadError", "OutOfMemory", "RunResult", "get_engine"]
 
 logger = logging.getLogger("generations.engine")
 
 SEED_MODULUS = 2**63
 _LANCZOS = Image.Resampling.LANCZOS
 _BILINEAR = Image.Resampling.BILINEAR
-
-
-class ModelLoadError(Exception):
-    """The model cannot be loaded here (missing files, no network, bad id, out of memory)."""
 
 
 class OutOfMemory(Exception):
@@ -73,13 +78,14 @@ def _is_local(source: str) -> bool:
 
 
 class Engine:
-    """A per-process cache of loaded pipelines and the code that runs them.
+    """The process's pipelines (a memory-budgeted cache, generations/cache.py) and the
+    code that runs them.
 
-    A diffusers pipeline is not thread-safe (its scheduler keeps per-call state), so each
-    pipeline runs one call at a time under its own lock.
+    A diffusers pipeline is not thread-safe (its scheduler keeps per-call state) and one
+    device runs one call well at a time, so every call holds the device lock.
     """
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, *, memory_budget_mb: int | None = None):
         import diffusers
         import transformers
 
@@ -87,52 +93,48 @@ class Engine:
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
         self.device = resolve_device(device or settings.DEVICE)
-        self._pipes: dict[str, object] = {}
-        # (model id, "img2img" | "inpaint") -> a pipeline sharing the text-to-image one's
-        # modules (diffusers' from_pipe): no weights are loaded twice.
-        self._derived: dict[tuple[str, str], object] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._load_lock = threading.Lock()
+        budget_mb = settings.MODEL_MEMORY_MB if memory_budget_mb is None else memory_budget_mb
+        self.cache = PipelineCache(
+            device=self.device,
+            budget_bytes=budget_mb * MB if budget_mb else default_budget_bytes(self.device),
+            load=self._load,
+            measure=lambda spec, pipe: pipeline_bytes(pipe, offloaded=self._offloads(spec)),
+        )
+        self.lock = self.cache.lock
+        self._tokenizers: dict[str, object] = {}
+        # generations.executor.Executor: forms batches; started by the first batchable job.
+        self.executor = None
 
     # --- loading ------------------------------------------------------------------------
     def pipeline(self, spec: ModelSpec):
-        pipe = self._pipes.get(spec.id)
-        if pipe is not None:
-            return pipe
-        with self._load_lock:
-            pipe = self._pipes.get(spec.id)
-            if pipe is None:
-                pipe = self._load(spec)
-                self._locks[spec.id] = threading.Lock()  # before the pipe becomes visible
-                self._pipes[spec.id] = pipe
-                metrics.LOADED_MODELS.set(len(self._pipes))
-        return pipe
+        return self.cache.get(spec)
 
     def derived(self, spec: ModelSpec, task: str):
         """The image-to-image or inpainting pipeline built on the loaded model."""
-        key = (spec.id, task)
-        pipe = self._derived.get(key)
-        if pipe is not None:
-            return pipe
-        base = self.pipeline(spec)
-        with self._load_lock:
-            pipe = self._derived.get(key)
-            if pipe is None:
-                from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
-                auto = (
-                    AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
-                )
-                try:
-                    pipe = auto.from_pipe(base)
-                except (ValueError, KeyError) as exc:
-                    raise ModelLoadError(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
-                pipe.set_progress_bar_config(disable=True)
-                self._derived[key] = pipe
-        return pipe
+        def build(base):
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+            try:
+                pipe = auto.from_pipe(base)
+            except (ValueError, KeyError) as exc:
+                raise ModelLoadError(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
+
+        return self.cache.derived(spec, task, build)
 
     def loaded_models(self) -> list[str]:
-        return list(self._pipes)
+        return self.cache.loaded()
+
+    @property
+    def loads(self):
+        """Loads per model id since start (a model evicted and needed again loads again)."""
+        return self.cache.loads
+
+    def _offloads(self, spec: ModelSpec) -> bool:
+        return spec.cpu_offload and self.device.startswith("cuda")
 
     def _load(self, spec: ModelSpec):
         import torch
@@ -153,7 +155,11 @@ class Engine:
                 pipe = DiffusionPipeline.from_pretrained(
                     source, torch_dtype=_dtype_for(spec, self.device)
                 )
-            pipe = pipe.to(self.device)
+            if self._offloads(spec):
+                # Each module moves to the device only while it runs.
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe = pipe.to(self.device)
         except torch.OutOfMemoryError as exc:
             raise ModelLoadError(
                 f"Model '{spec.id}' does not fit in {self.device} memory: {exc}"
@@ -164,6 +170,9 @@ class Engine:
                 f"Model '{spec.id}' could not be loaded from {source}: {reason}"
             ) from exc
         pipe.set_progress_bar_config(disable=True)
+        name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
+        # Kept after an eviction: counting tokens must never reload a model.
+        self._tokenizers[spec.id] = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
         logger.info(
             "loaded model %s (%s) on %s in %.2fs",
             spec.id,
@@ -176,9 +185,9 @@ class Engine:
     # --- running ------------------------------------------------------------------------
     def text_tokens(self, spec: ModelSpec, texts: list[str]) -> int:
         """Prompt tokens as the model's main text encoder sees them (untruncated)."""
-        pipe = self.pipeline(spec)
-        name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
-        tokenizer = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
+        if spec.id not in self._tokenizers:
+            self.pipeline(spec)
+        tokenizer = self._tokenizers.get(spec.id)
         if tokenizer is None:
             return 0
         return sum(len(tokenizer(text, truncation=False)["input_ids"]) for text in texts if text)
@@ -205,56 +214,102 @@ class Engine:
         with `mask` too ('L', white = repaint): the pixels it keeps come back unchanged.
         With `partial_images`, `on_partial(k, image)` gets previews as the steps run;
         `should_stop()` is asked after every step and ends the run with Canceled."""
-        import torch
-
         from generations import previews
 
-        pipe = self.pipeline(spec)
-        kwargs = {"prompt": prompt}
-        if init_image is not None:
-            init_image = init_image.convert("RGB").resize((width, height), _LANCZOS)
-            kwargs.update(image=init_image, strength=strength)
-            if mask is not None:
-                mask = mask.convert("L").resize((width, height), _BILINEAR)
-                kwargs["mask_image"] = mask
-            pipe = self.derived(spec, "inpaint" if mask is not None else "img2img")
-        if _takes(pipe, "width"):
-            kwargs.update(height=height, width=width)
-        kwargs.update({
-            "num_inference_steps": steps,
-            "guidance_scale": guidance_scale,
-            "num_images_per_prompt": len(seeds),
-            # One generator per image: an image depends on its own seed alone.
-            "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
-            "output_type": "pil",
-        })  # fmt: skip
-        callbacks = []
-        if partial_images and on_partial is not None:
-            callbacks.append(
-                previews.step_callback(spec, width, height, partial_images, on_partial)
-            )
-        if should_stop is not None:
-            callbacks.append(_stop_callback(should_stop))
-        if callbacks:
-            kwargs["callback_on_step_end"] = _chain(callbacks)
-        if negative_prompt and spec.supports_negative_prompt:
-            kwargs["negative_prompt"] = negative_prompt
-        if spec.max_sequence_length:
-            kwargs["max_sequence_length"] = spec.max_sequence_length
-        with self._locks[spec.id]:
-            started = time.perf_counter()
-            try:
-                with torch.inference_mode():
-                    output = pipe(**kwargs)
-            except torch.OutOfMemoryError as exc:
-                raise OutOfMemory(str(exc)) from exc
-            elapsed = time.perf_counter() - started
-        images = list(output.images)
+        with self.lock:
+            pipe = self.pipeline(spec)
+            kwargs = {"prompt": prompt}
+            if init_image is not None:
+                init_image = init_image.convert("RGB").resize((width, height), _LANCZOS)
+                kwargs.update(image=init_image, strength=strength)
+                if mask is not None:
+                    mask = mask.convert("L").resize((width, height), _BILINEAR)
+                    kwargs["mask_image"] = mask
+                pipe = self.derived(spec, "inpaint" if mask is not None else "img2img")
+            kwargs.update(self._common(spec, pipe, width, height, steps, guidance_scale, seeds))
+            kwargs["num_images_per_prompt"] = len(seeds)
+            callbacks = []
+            if partial_images and on_partial is not None:
+                callbacks.append(
+                    previews.step_callback(spec, width, height, partial_images, on_partial)
+                )
+            if should_stop is not None:
+                callbacks.append(_stop_callback(should_stop))
+            if callbacks:
+                kwargs["callback_on_step_end"] = _chain(callbacks)
+            if negative_prompt and spec.supports_negative_prompt:
+                kwargs["negative_prompt"] = negative_prompt
+            images, elapsed = self._call(spec, pipe, kwargs)
         if mask is not None:
             # The pipelines blend in latent space and re-decode every pixel; users expect
             # the pixels they did not mask to come back exactly as they sent them.
             images = [Image.composite(im.convert("RGB"), init_image, mask) for im in images]
         return RunResult(images=images, inference_seconds=elapsed)
+
+    def run_batch(
+        self,
+        spec: ModelSpec,
+        *,
+        requests: list[tuple[str, str, list[int]]],
+        width: int,
+        height: int,
+        steps: int,
+        guidance_scale: float,
+        should_stop=None,
+    ) -> tuple[list[list], float]:
+        """Several text-to-image requests (prompt, negative prompt, seeds) in one pipeline
+        call: one prompt and one generator per image, so each image depends only on its
+        own request and seed. Returns the images of each request and the call's seconds.
+        Either all requests have a negative prompt or none (SDXL treats "" and none
+        differently)."""
+        prompts = [prompt for prompt, _, seeds in requests for _ in seeds]
+        negatives = [negative for _, negative, seeds in requests for _ in seeds]
+        seeds = [seed for _, _, each in requests for seed in each]
+        with self.lock:
+            pipe = self.pipeline(spec)
+            kwargs = {"prompt": prompts, "num_images_per_prompt": 1}
+            kwargs.update(self._common(spec, pipe, width, height, steps, guidance_scale, seeds))
+            if should_stop is not None:
+                kwargs["callback_on_step_end"] = _stop_callback(should_stop)
+            if spec.supports_negative_prompt and all(negatives):
+                kwargs["negative_prompt"] = negatives
+            images, elapsed = self._call(spec, pipe, kwargs)
+        split, at = [], 0
+        for _, _, each in requests:
+            split.append(images[at : at + len(each)])
+            at += len(each)
+        return split, elapsed
+
+    def _common(self, spec, pipe, width, height, steps, guidance_scale, seeds) -> dict:
+        import torch
+
+        kwargs = {
+            "num_inference_steps": steps,
+            "guidance_scale": guidance_scale,
+            # One generator per image: an image depends on its own seed alone.
+            "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
+            "output_type": "pil",
+        }
+        if _takes(pipe, "width"):
+            kwargs.update(height=height, width=width)
+        if spec.max_sequence_length:
+            kwargs["max_sequence_length"] = spec.max_sequence_length
+        return kwargs
+
+    def _call(self, spec: ModelSpec, pipe, kwargs: dict) -> tuple[list, float]:
+        """One pipeline call (the caller holds the device lock)."""
+        import torch
+
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                output = pipe(**kwargs)
+        except torch.OutOfMemoryError as exc:
+            self.cache.release_memory()
+            raise OutOfMemory(str(exc)) from exc
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_SIZE.labels(spec.id).observe(len(kwargs["generator"]))
+        return list(output.images), elapsed
 
 
 def _stop_callback(should_stop):

@@ -13,7 +13,7 @@ import time
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from generations import previews, services
+from generations import executor, previews, services
 from generations.catalog import get_model
 from generations.engine import Canceled, ModelLoadError, OutOfMemory, encode_image, get_engine
 from generations.inputs import load_inputs
@@ -76,7 +76,8 @@ def _run(generation: Generation) -> None:
     missing = [i for i in range(generation.n) if i not in stored]
     inference_seconds = generation.inference_seconds
     if missing:
-        result = engine.run(
+        result = executor.run_job(
+            engine,
             spec,
             prompt=generation.prompt,
             negative_prompt=generation.negative_prompt,
@@ -89,8 +90,8 @@ def _run(generation: Generation) -> None:
             **_task_inputs(generation),
         )
         inference_seconds = result.inference_seconds
+        # The whole pipeline call's seconds, shared with the jobs batched with this one.
         metrics.INFERENCE.labels(spec.id).observe(inference_seconds)
-        metrics.BATCH_SIZE.labels(spec.id).observe(len(missing))
         metrics.sample_device_memory(engine.device)
         for index, image in zip(missing, result.images, strict=True):
             data, content_type = encode_image(

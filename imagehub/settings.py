@@ -162,8 +162,17 @@ if DRAMATIQ_BROKER_URL and not DRAMATIQ_BROKER_URL.startswith(
 ):
     raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with redis:// or amqp://")
 DRAMATIQ_QUEUE = env_str("IMAGEHUB_QUEUE", "gpu")
-# Worker threads of the in-process broker (embedded default only).
-INPROCESS_WORKER_THREADS = env_int("IMAGEHUB_INPROCESS_WORKERS", 1, minimum=1)
+# Dynamic batching: text-to-image requests for the same model and parameters that are
+# waiting at the same time run as one pipeline call (generations/executor.py). The
+# executor waits up to BATCH_WAIT_MS after a job arrives for companions.
+BATCHING = env_bool("IMAGEHUB_BATCHING", True)
+BATCH_WAIT_MS = env_int("IMAGEHUB_BATCH_WAIT_MS", 10, minimum=0)
+# Worker threads of the in-process broker (embedded default only). With batching they
+# mostly wait on the executor, which runs one batch at a time on the device.
+INPROCESS_WORKER_THREADS = env_int("IMAGEHUB_INPROCESS_WORKERS", 8 if BATCHING else 1, minimum=1)
+# Memory the pipeline cache may fill before it evicts the least recently used model;
+# 0 = 80% of the free device memory on CUDA, of the total RAM on CPU.
+MODEL_MEMORY_MB = env_int("IMAGEHUB_MODEL_MEMORY_MB", 0, minimum=0)
 # Where completion notices travel from workers to waiting web requests:
 # "auto" = Redis pub/sub when a Redis URL is known, PostgreSQL LISTEN/NOTIFY on
 # PostgreSQL, in-process otherwise.

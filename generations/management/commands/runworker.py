@@ -24,7 +24,13 @@ class Command(BaseCommand):
     help = "Run a worker process that executes generations."
 
     def add_arguments(self, parser):
-        parser.add_argument("--threads", type=int, default=1, help="jobs run concurrently")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            # With batching, threads mostly wait for the executor, which forms the batches.
+            default=8 if settings.BATCHING else 1,
+            help="jobs claimed at once (default 8 with batching, else 1)",
+        )
         parser.add_argument("--queues", nargs="+", default=[settings.DRAMATIQ_QUEUE])
         parser.add_argument("--device", help="torch device, e.g. cuda:1 (default: IMAGEHUB_DEVICE)")
         parser.add_argument(

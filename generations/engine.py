@@ -48,6 +48,8 @@ class Canceled(Exception):
 class RunResult:
     images: list  # PIL images, one per seed, in order
     inference_seconds: float
+    # Time the job waited for the device (other batches, batch forming).
+    device_wait_seconds: float = 0.0
 
 
 def resolve_device(name: str = "auto") -> str:

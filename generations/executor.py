@@ -23,6 +23,7 @@ retried; a job that runs out of memory alone fails with `out_of_memory`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -107,6 +108,11 @@ class Executor:
         self._pending: list[Job] = []  # taken off the queue, not yet run (executor thread)
         self._running = threading.Event()
         self._running.set()
+        # Jobs claimed by worker threads and on their way here: only they are worth
+        # waiting for (a lone request must not pay IMAGEHUB_BATCH_WAIT_MS).
+        self._incoming = 0
+        self._incoming_lock = threading.Lock()
+        self._announced = threading.local()
         # The latest pipeline calls, newest last (for operators and tests).
         self.history: deque[BatchRecord] = deque(maxlen=256)
         self._thread = threading.Thread(
@@ -114,7 +120,25 @@ class Executor:
         )
         self._thread.start()
 
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around the work between claiming a job and submitting it (if it ever is)."""
+        with self._incoming_lock:
+            self._incoming += 1
+        self._announced.active = True
+        try:
+            yield
+        finally:
+            self._arrived()
+
+    def _arrived(self) -> None:
+        if getattr(self._announced, "active", False):
+            self._announced.active = False
+            with self._incoming_lock:
+                self._incoming -= 1
+
     def submit(self, job: Job) -> Future:
+        self._arrived()
         self._queue.put(job)
         return job.future
 
@@ -146,7 +170,7 @@ class Executor:
         batch = self._gather(head)
         while head.batchable and sum(job.images for job in batch) < head.spec.max_batch_images:
             remaining = head.arrived + settings.BATCH_WAIT_MS / 1000 - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (self._incoming <= 0 and self._queue.empty()):
                 break
             try:
                 self._pending.append(self._queue.get(timeout=remaining))
@@ -188,6 +212,7 @@ class Executor:
 
     def _execute(self, jobs: list[Job]) -> None:
         first = jobs[0]
+        started = time.monotonic()
         try:
             if len(jobs) == 1:
                 result = self.engine.run(
@@ -255,7 +280,13 @@ class Executor:
             if job.cancel.is_set():
                 job.future.set_exception(Canceled())  # asked to stop while the batch ran
             else:
-                job.future.set_result(RunResult(images=job_images, inference_seconds=seconds))
+                job.future.set_result(
+                    RunResult(
+                        images=job_images,
+                        inference_seconds=seconds,
+                        device_wait_seconds=max(0.0, started - job.arrived),
+                    )
+                )
 
 
 _lock = threading.Lock()

@@ -91,6 +91,8 @@ class Generation(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     inference_seconds = models.FloatField(null=True, blank=True)
+    # Claimed, but waiting for the device: other batches running, or this batch forming.
+    device_wait_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"])]
@@ -116,6 +118,9 @@ class Generation(models.Model):
 
         return {
             "queue": seconds(self.created_at, self.started_at),
+            "device_wait": (
+                round(self.device_wait_seconds, 4) if self.device_wait_seconds is not None else None
+            ),
             "inference": round(self.inference_seconds, 4)
             if self.inference_seconds is not None
             else None,

@@ -6,6 +6,7 @@ partly stored generates only the missing ones, and completion is a conditional u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -47,7 +48,8 @@ def run_generation(*, generation_id: str) -> None:
         )
     started = time.perf_counter()
     try:
-        _run(generation)
+        with _arriving():
+            _run(generation)
     except Canceled:
         logger.info("canceled %s while running", generation.id)
         services.generation_mark_canceled(generation_id=generation.id)
@@ -75,6 +77,7 @@ def _run(generation: Generation) -> None:
     stored = set(generation.images.values_list("index", flat=True))
     missing = [i for i in range(generation.n) if i not in stored]
     inference_seconds = generation.inference_seconds
+    device_wait_seconds = generation.device_wait_seconds
     if missing:
         result = executor.run_job(
             engine,
@@ -90,6 +93,7 @@ def _run(generation: Generation) -> None:
             **_task_inputs(generation),
         )
         inference_seconds = result.inference_seconds
+        device_wait_seconds = result.device_wait_seconds
         # The whole pipeline call's seconds, shared with the jobs batched with this one.
         metrics.INFERENCE.labels(spec.id).observe(inference_seconds)
         metrics.sample_device_memory(engine.device)
@@ -113,6 +117,7 @@ def _run(generation: Generation) -> None:
         input_text_tokens=text_tokens,
         output_tokens=spec.output_tokens(generation.width, generation.height) * generation.n,
         inference_seconds=inference_seconds,
+        device_wait_seconds=device_wait_seconds,
     )
 
 
@@ -136,6 +141,17 @@ def _task_inputs(generation: Generation) -> dict:
 
         extra.update(partial_images=count, on_partial=on_partial)
     return extra
+
+
+def _arriving():
+    """Tell the device's batcher that a job is on its way, so it waits for it."""
+    from django.conf import settings
+
+    if not settings.BATCHING:
+        return contextlib.nullcontext()
+    from generations.executor import executor_for
+
+    return executor_for(get_engine()).arriving()
 
 
 def _cancel_check(generation_id: str, interval: float = 0.2):

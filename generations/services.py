@@ -112,6 +112,7 @@ def generation_complete(
     input_text_tokens: int,
     output_tokens: int,
     inference_seconds: float | None,
+    device_wait_seconds: float | None = None,
 ) -> bool:
     with transaction.atomic():
         done = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
@@ -120,6 +121,7 @@ def generation_complete(
             input_text_tokens=input_text_tokens,
             output_tokens=output_tokens,
             inference_seconds=inference_seconds,
+            device_wait_seconds=device_wait_seconds,
             lease_expires_at=None,
         )
         if done:

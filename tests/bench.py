@@ -14,7 +14,8 @@ Measured:
 - throughput: images per second at concurrency 1, 8 and 32, two sizes, batching off and
   on (IMAGEHUB_BATCHING), with the ratio to the bare loop, and gateway overhead per
   request = end-to-end latency − the worker's inference time − the time the job waited
-  for a worker (`timings.queue`), at p50/p95/p99.
+  for a worker (`timings.queue`) and for the device (`timings.device_wait`), at
+  p50/p95/p99.
 """
 
 from __future__ import annotations
@@ -193,7 +194,11 @@ def request(session: requests.Session, base: str, size: int, seed: int) -> dict:
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     timings = response.json()["timings"]
-    return {"e2e": elapsed, "inference": timings["inference"], "queue": timings["queue"]}
+    return {
+        "e2e": elapsed,
+        "inference": timings["inference"],
+        "queue": timings["queue"] + (timings["device_wait"] or 0),
+    }
 
 
 def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
@@ -327,9 +332,9 @@ def main() -> None:
     lines += [
         "",
         "Overhead = end-to-end latency − inference − time waiting for a worker "
-        "(`timings.queue`): what the gateway adds around the model. With batching, "
-        "`inference` is the batch call's duration, so a request's overhead includes "
-        "waiting for its batch to form (IMAGEHUB_BATCH_WAIT_MS).",
+        "(`timings.queue`) − time waiting for the device (`timings.device_wait`: other "
+        "batches running, or this batch forming): what the gateway adds around the model. "
+        "With batching, `inference` is the duration of the batch call the image was in.",
         "",
         "No GPU was available to the session that measured this; the FLUX.1-schnell "
         "1024² figure on an H100 is still to be measured.",

@@ -41,14 +41,14 @@ run: migrate demo-models
 	@echo "create a key: $(PY) manage.py create_api_key you@example.com --credits 1000000"
 	IMAGEHUB_WARMUP_MODELS=$${IMAGEHUB_WARMUP_MODELS-demo-sd} \
 	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers 1 \
-	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 \
+	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 --keep-alive 75 \
 	  --access-logfile - --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 # Production-style: a web process and separate workers sharing DATABASE_URL and
 # DRAMATIQ_BROKER_URL (see README, "Deploying").
 web: migrate
 	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers $${WEB_WORKERS:-2} \
-	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360
+	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 --keep-alive 75
 
 worker: install demo-models
 	$(PY) manage.py runworker $${WORKER_THREADS:+--threads $$WORKER_THREADS}

@@ -144,6 +144,10 @@ def stack(*, batching: bool):
                 "gthread",
                 "--threads",
                 "64",
+                # Clients reuse connections between requests; gunicorn's default of 2 s
+                # would close idle ones under them.
+                "--keep-alive",
+                "120",
             ],
             env=env,
             cwd=ROOT,

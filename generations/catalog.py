@@ -68,8 +68,21 @@ class ModelSpec:
     max_batch_pixels: int = 512 * 512
     # CUDA only: keep the weights in RAM and move each module to the GPU while it runs.
     cpu_offload: bool = False
+    # A diffusers scheduler class to use instead of the model's own (e.g.
+    # "DPMSolverMultistepScheduler"), built from the model's scheduler config.
+    scheduler: str = ""
+    # The broker queue of this model's jobs ("" = IMAGEHUB_QUEUE): hosts that serve only
+    # some models run `runworker --queues <their queues>`.
+    queue: str = ""
 
     def __post_init__(self):
+        if self.scheduler:
+            import diffusers
+
+            if not self.scheduler.endswith("Scheduler") or not hasattr(diffusers, self.scheduler):
+                raise ImproperlyConfigured(
+                    f"model {self.id!r}: unknown diffusers scheduler {self.scheduler!r}"
+                )
         if self.architecture not in ARCHITECTURES:
             raise ImproperlyConfigured(
                 f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}"
@@ -294,3 +307,12 @@ def get_model(model_id: str | None) -> ModelSpec | None:
 
 def all_models() -> list[ModelSpec]:
     return list(catalog().values())
+
+
+def queues() -> list[str]:
+    """Every broker queue the catalog's models use, the default first."""
+    names = [settings.DRAMATIQ_QUEUE]
+    for spec in catalog().values():
+        if spec.queue and spec.queue not in names:
+            names.append(spec.queue)
+    return names

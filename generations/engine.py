@@ -157,6 +157,11 @@ class Engine:
                 pipe = DiffusionPipeline.from_pretrained(
                     source, torch_dtype=_dtype_for(spec, self.device)
                 )
+            if spec.scheduler:
+                import diffusers
+
+                scheduler_class = getattr(diffusers, spec.scheduler)
+                pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
             if self._offloads(spec):
                 # Each module moves to the device only while it runs.
                 pipe.enable_model_cpu_offload(device=self.device)

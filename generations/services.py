@@ -18,12 +18,19 @@ from generations.models import GeneratedImage, Generation
 logger = logging.getLogger("generations.jobs")
 
 
-def _enqueue(generation_id: str) -> None:
+def _enqueue(generation_id: str, model: str = "") -> None:
+    """Send the job to its model's queue (the default queue unless the catalog says)."""
     from generations.actors import generate
-    from imagehub.broker import ensure_local_worker
+    from generations.catalog import get_model
+    from imagehub.broker import broker, ensure_local_worker
 
     ensure_local_worker()
-    generate.send(generation_id)
+    spec = get_model(model) if model else None
+    message = generate.message(generation_id)
+    if spec is not None and spec.queue and spec.queue != message.queue_name:
+        broker.declare_queue(spec.queue)
+        message = message.copy(queue_name=spec.queue)
+    broker.enqueue(message)
 
 
 def generation_create(**fields) -> Generation:
@@ -36,7 +43,7 @@ def generation_create(**fields) -> Generation:
         )
         generation = Generation.objects.create(**fields)
         billing.hold(generation=generation, organization=organization)
-        transaction.on_commit(lambda: _enqueue(generation.id))
+        transaction.on_commit(lambda: _enqueue(generation.id, generation.model))
     logger.info(
         "queued %s org=%s model=%s n=%d size=%s steps=%d",
         generation.id,

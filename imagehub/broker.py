@@ -58,16 +58,25 @@ def is_in_process() -> bool:
     return isinstance(broker, StubBroker)
 
 
+def catalog_queues() -> list[str]:
+    from generations.catalog import queues
+
+    return queues()
+
+
 def ensure_local_worker() -> None:
-    """Start the in-process worker threads once (embedded default only)."""
+    """Start the in-process worker threads once (embedded default only); they serve
+    every queue of the catalog."""
     global _local_worker
     if not is_in_process() or _local_worker is not None:
         return
     with _local_lock:
         if _local_worker is None:
+            for queue in catalog_queues():
+                broker.declare_queue(queue)
             worker = dramatiq.Worker(
                 broker,
-                queues={settings.DRAMATIQ_QUEUE},
+                queues=set(catalog_queues()),
                 worker_threads=settings.INPROCESS_WORKER_THREADS,
                 worker_timeout=100,
             )

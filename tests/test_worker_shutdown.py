@@ -48,7 +48,7 @@ def test_sigterm_finishes_the_job_in_flight(tenant, monkeypatch, tmp_path):
 
     from generations.services import generation_create
 
-    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    monkeypatch.setattr("generations.services._enqueue", lambda *args: None)
 
     def queued(prompt: str) -> Generation:
         return generation_create(

@@ -22,7 +22,7 @@ def _wait(api, generation_id, status, seconds=30):
 
 def test_cancel_a_queued_generation(tenant, api, monkeypatch):
     # Keep the job queued: nothing consumes it.
-    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    monkeypatch.setattr("generations.services._enqueue", lambda *args: None)
     created = api.post(URL, {"prompt": "never"}, format="json", HTTP_PREFER="respond-async")
     generation_id = created.json()["id"]
     canceled = api.post(f"{URL}/{generation_id}/cancel")
@@ -61,7 +61,7 @@ def test_cancel_a_running_generation_stops_between_steps(tenant, api):
 
 
 def test_cancel_someone_elses_is_404(api, other_tenant, monkeypatch):
-    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    monkeypatch.setattr("generations.services._enqueue", lambda *args: None)
     generation_id = api.post(
         URL, {"prompt": "mine"}, format="json", HTTP_PREFER="respond-async"
     ).json()["id"]

@@ -127,7 +127,7 @@ def paid(tenant, monkeypatch):
     test delivers it by calling the runner, as many times as it likes)."""
     from generations.services import generation_create
 
-    monkeypatch.setattr("generations.services._enqueue", lambda generation_id: None)
+    monkeypatch.setattr("generations.services._enqueue", lambda *args: None)
     return generation_create(
         organization=tenant.org,
         api_key=tenant.key,

@@ -84,3 +84,47 @@ def test_openapi_schema_and_docs(client, db):
     assert "/v1/images/generations" in schema.json()["paths"]
     docs = client.get("/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_scheduler_and_queue_per_model(settings, tmp_path, monkeypatch):
+    path = tmp_path / "catalog.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"id": "demo-sd", "scheduler": "DPMSolverMultistepScheduler", "queue": "gpu-small"},
+            ]
+        )
+    )
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        assert catalog.queues() == [settings.DRAMATIQ_QUEUE, "gpu-small"]
+        from generations import services
+        from imagehub.broker import broker
+
+        sent = []
+        monkeypatch.setattr(broker, "enqueue", lambda message, **kw: sent.append(message))
+        services._enqueue("gen_x", "demo-sd")
+        services._enqueue("gen_y", "demo-flux")
+        assert [(m.queue_name, m.args) for m in sent] == [
+            ("gpu-small", ("gen_x",)),
+            (settings.DRAMATIQ_QUEUE, ("gen_y",)),
+        ]
+        from generations.engine import Engine
+
+        pipe = Engine(device="cpu").pipeline(catalog.get_model("demo-sd"))
+        assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    finally:
+        catalog.catalog.cache_clear()
+
+
+def test_unknown_scheduler_fails_fast(settings, tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps([{"id": "demo-sd", "scheduler": "MagicScheduler"}]))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        with pytest.raises(ImproperlyConfigured, match="scheduler"):
+            catalog.catalog()
+    finally:
+        catalog.catalog.cache_clear()

@@ -54,6 +54,8 @@ class Command(BaseCommand):
         if device:
             settings.DEVICE = device
         broker.emit_after("process_boot")
+        for queue in queues:  # a model group's queue has no actor declared on it
+            broker.declare_queue(queue)
         if metrics_port:
             from prometheus_client import start_http_server
 

@@ -73,3 +73,26 @@ def test_cancel_a_finished_generation_changes_nothing(api):
     body = api.post(URL, {"prompt": "done", "size": "64x64"}, format="json").json()
     response = api.post(f"{URL}/{body['id']}/cancel").json()
     assert response["status"] == "succeeded" and len(response["data"]) == 1
+
+
+def test_job_time_limit_fails_the_job_and_releases_the_hold(tenant, api, monkeypatch):
+    from generations.actors import generate
+    from generations.engine import Engine
+
+    real_run = Engine.run
+
+    def slow(self, *args, **kwargs):
+        time.sleep(3)
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "run", slow)
+    monkeypatch.setitem(generate.options, "time_limit", 500)  # ms
+    response = api.post(URL, {"prompt": "too slow", "size": "64x64"}, format="json")
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "timeout" and "time limit" in error["message"]
+    generation = Generation.objects.get(pk=error["generation_id"])
+    assert generation.status == "failed" and generation.charged == 0
+    org = Organization.objects.get(pk=tenant.org.pk)
+    assert (org.credit_balance, org.credits_held) == (tenant.CREDITS, 0)
+    time.sleep(3)  # let the abandoned call finish before the next test

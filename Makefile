@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 WEB_THREADS ?= 64
 STAMP := $(VENV)/.installed
 
-.PHONY: install run web worker test bench lint format migrate demo-models clean
+.PHONY: install run web worker test bench bench-services lint format migrate demo-models clean
 
 install: $(STAMP)
 
@@ -59,6 +59,10 @@ test: install
 
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
+
+# Milliseconds of each gateway step of one request (where the overhead goes).
+bench-services: migrate demo-models
+	$(PY) -m tests.bench_services
 
 lint: install
 	$(VENV)/bin/ruff check .

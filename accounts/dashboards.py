@@ -5,54 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
+from accounts.hooks import hooks
 from accounts.models import APIKey, Organization, UsageRollup
-
-# Upper bounds (ms) of the latency histogram kept in UsageRollup.latency_histogram.
-LATENCY_BOUNDS_MS = (
-    50,
-    100,
-    200,
-    300,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    7500,
-    10_000,
-    15_000,
-    20_000,
-    30_000,
-    60_000,
-    120_000,
-    300_000,
-)
-OVERFLOW = "inf"
-
-
-def latency_bucket(ms: int) -> str:
-    for bound in LATENCY_BOUNDS_MS:
-        if ms <= bound:
-            return str(bound)
-    return OVERFLOW
-
-
-def percentile_ms(histogram: dict[str, int], q: float) -> int | None:
-    """The bucket bound below which a fraction q of requests finished (an upper estimate)."""
-    total = sum(histogram.values())
-    if not total:
-        return None
-    seen = 0
-    for bound in [*map(str, LATENCY_BOUNDS_MS), OVERFLOW]:
-        seen += histogram.get(bound, 0)
-        if seen >= q * total:
-            return None if bound == OVERFLOW else int(bound)
-    return None
+from accounts.usage import percentile_ms
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -113,8 +71,6 @@ def tenant_usage(
 
 def operator_overview(*, start: dt.date, end: dt.date) -> dict:
     """Every organization: volume, money, failures, latency, per-model usage."""
-    from generations.models import Generation
-
     since, until = _window(start, end)
     rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
     totals = rows.aggregate(
@@ -146,11 +102,7 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
         .values("day", "model")
         .annotate(images=Sum("images"), credits=Sum("credits"))
     )
-    queue = dict(
-        Generation.objects.filter(status__in=["queued", "running"])
-        .values_list("status")
-        .annotate(n=Count("id"))
-    )
+    jobs = hooks.job_counts()
     return {
         **totals,
         "failure_pct": (100 * totals["failed"] / totals["requests"]) if totals["requests"] else 0.0,
@@ -162,6 +114,7 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
         "days": days,
         "images_by_model": daily_series(per_day, days, lambda r: r["model"], "images"),
         "credits_by_model": daily_series(per_day, days, lambda r: r["model"], "credits"),
-        "queued": queue.get("queued", 0),
-        "running": queue.get("running", 0),
+        "queued": jobs.get("queued", 0),
+        "running": jobs.get("running", 0),
+        "jobs": jobs,
     }

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
+from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, User
 from accounts.serializers import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
-from generations.catalog import all_models
 
 
 class SignInForm(AuthenticationForm):
@@ -39,7 +39,7 @@ class OrganizationForm(forms.Form):
 
 
 def _model_choices() -> list[tuple[str, str]]:
-    return [(spec.id, spec.id) for spec in all_models()]
+    return [(model_id, model_id) for model_id in hooks.model_ids()]
 
 
 class _KeySettingsForm(forms.Form):

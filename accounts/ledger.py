@@ -1,8 +1,10 @@
-"""The credits ledger: every change of a balance is an entry, and money moves once.
+"""Money, all of it: the credits ledger, the checks before a charge, holds and their
+settlement, monthly spend and the low-balance notice.
 
-Amounts are integer micro-credits. Each entry changes the organization's available
-balance (``amount``) and/or the money held for generations in flight (``held``), under
-the organization's row lock, in the same transaction as the cached balances, and with a
+Every change of a balance is an entry, and money moves once. Amounts are integer
+micro-credits. Each entry changes the organization's available balance (``amount``)
+and/or the money held for generations in flight (``held``), under the organization's
+row lock, in the same transaction as the cached balances, and with a
 unique idempotency key, so a retried or redelivered operation can never move money twice.
 
     top-up      amount +X
@@ -10,18 +12,34 @@ unique idempotency key, so a retried or redelivered operation can never move mon
     capture     held -C                 (images delivered × unit price: spent)
     release     amount +R   held -R     (what was held and not delivered)
     adjustment  amount ±X               (staff corrections)
+
+A charge follows one path: ``credits_authorize`` (limits, balance, caps) and
+``credits_hold`` before the work is enqueued, ``credits_settle`` once when it ends. They
+take plain values (an organization, a key id, a reference string such as a generation
+id), so nothing here knows what is being bought.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.models import CreditEntry, MonthlySpend, Organization
+from accounts.models import APIKey, CreditEntry, Membership, MonthlySpend, Organization
+from imagehub.errors import RateLimited
+
+logger = logging.getLogger("accounts.ledger")
+
+
+class InsufficientQuota(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 def lock_organization(organization_id: int) -> Organization:
@@ -131,3 +149,151 @@ def monthly_spend_add(
     org_row, key_row = _spend_rows(organization_id, api_key_id, month)
     ids = [org_row.pk] + ([key_row.pk] if key_row else [])
     MonthlySpend.objects.filter(pk__in=ids).update(amount=F("amount") + amount)
+
+
+def _credits(micro: int) -> str:
+    return f"{micro / 1_000_000:,.6f} credits ({micro} micro-credits)"
+
+
+def credits_authorize(
+    *, organization: Organization, api_key: APIKey | None, price: int, active_jobs: int
+) -> None:
+    """Refuse (429) a request that its limits or its money cannot cover.
+
+    `active_jobs` is the number of the key's jobs in flight (the caller counts them). The
+    caller holds the organization lock (lock_organization), so the numbers read here
+    cannot change before the hold is written.
+    """
+    if api_key is not None:
+        limit = api_key.max_concurrent or organization.default_max_concurrent
+        if limit and active_jobs >= limit:
+            raise RateLimited(
+                f"This API key already has {active_jobs} generations in flight; its limit is "
+                f"{limit} at a time. Retry when one finishes.",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+    if organization.credit_balance < price:
+        raise InsufficientQuota(
+            f"Your organization's balance is {_credits(organization.credit_balance)}; this "
+            f"request costs {_credits(price)}. Add credits to continue."
+        )
+    org_spent, key_spent = monthly_spend(
+        organization_id=organization.pk,
+        api_key_id=api_key.pk if api_key else None,
+        month=month_of(),
+    )
+    cap = organization.monthly_spend_cap
+    if cap is not None and org_spent + price > cap:
+        raise InsufficientQuota(
+            f"Your organization's monthly spend cap of {_credits(cap)} would be exceeded "
+            f"({_credits(org_spent)} spent or held this month, this request costs "
+            f"{_credits(price)}). It resets on the 1st (UTC)."
+        )
+    key_cap = api_key.monthly_spend_cap if api_key else None
+    if key_cap is not None and key_spent + price > key_cap:
+        raise InsufficientQuota(
+            f"This API key's monthly spend cap of {_credits(key_cap)} would be exceeded "
+            f"({_credits(key_spent)} spent or held this month, this request costs "
+            f"{_credits(price)}). It resets on the 1st (UTC)."
+        )
+
+
+def credits_hold(
+    *,
+    organization: Organization,
+    api_key_id: int | None,
+    reference: str,
+    price: int,
+    month: dt.date,
+) -> None:
+    """Set the exact price aside before the work is enqueued (caller holds the lock)."""
+    if price:
+        ledger_post(
+            organization=organization,
+            kind=CreditEntry.Kind.HOLD,
+            amount=-price,
+            held=price,
+            idempotency_key=f"gen:{reference}:hold",
+            generation_id=reference,
+        )
+        monthly_spend_add(
+            organization_id=organization.pk, api_key_id=api_key_id, month=month, amount=price
+        )
+    _warn_if_low(organization)
+
+
+def credits_settle(
+    *,
+    organization_id: int,
+    api_key_id: int | None,
+    reference: str,
+    held: int,
+    captured: int,
+    month: dt.date,
+) -> None:
+    """Capture `captured` of the `held` amount and release the rest, once per reference
+    (a repeat finds the idempotency keys taken and moves nothing)."""
+    if not 0 <= captured <= held:
+        raise ValueError(f"cannot capture {captured} of a hold of {held}")
+    organization = lock_organization(organization_id)
+    released = held - captured
+    if captured:
+        ledger_post(
+            organization=organization,
+            kind=CreditEntry.Kind.CAPTURE,
+            held=-captured,
+            idempotency_key=f"gen:{reference}:capture",
+            generation_id=reference,
+        )
+    if released:
+        entry = ledger_post(
+            organization=organization,
+            kind=CreditEntry.Kind.RELEASE,
+            amount=released,
+            held=-released,
+            idempotency_key=f"gen:{reference}:release",
+            generation_id=reference,
+        )
+        if entry is not None:
+            monthly_spend_add(
+                organization_id=organization_id,
+                api_key_id=api_key_id,
+                month=month,
+                amount=-released,
+            )
+
+
+def _warn_if_low(organization: Organization) -> None:
+    threshold = organization.low_balance_threshold
+    month = month_of()
+    if threshold is None or organization.credit_balance >= threshold:
+        return
+    if organization.low_balance_notified_month == month:
+        return  # one email per period
+    Organization.objects.filter(pk=organization.pk).update(low_balance_notified_month=month)
+    owners = list(
+        Membership.objects.filter(
+            organization=organization, role=Membership.Role.OWNER
+        ).values_list("user__email", flat=True)
+    )
+    balance = organization.credit_balance
+
+    def send():
+        send_mail(
+            subject=f"[imagehub] {organization.name}: credit balance is low",
+            message=(
+                f"The credit balance of {organization.name} is {_credits(balance)}, below "
+                f"your threshold of {_credits(threshold)}. Requests are refused once it "
+                "cannot cover their price.\n\nThis notice is sent once a month."
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=owners,
+            fail_silently=True,
+        )
+        logger.info(
+            "low-balance notice sent for org %s to %d owner(s)", organization.pk, len(owners)
+        )
+
+    if owners:
+        transaction.on_commit(send)

@@ -1,19 +1,38 @@
-"""Checks that the cached balances and counters agree with the ledger, entry by entry."""
+"""Checks that the cached balances and counters agree with the ledger, entry by entry.
+
+What was bought is described to it in plain values (`HeldWork`, one per reference that
+took a hold): generations/selectors.py builds them from generation records.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from django.db.models import Count, Q, Sum
 
-from accounts.ledger import month_of
 from accounts.models import CreditEntry, MonthlySpend, Organization
 
 
-def ledger_mismatches() -> Iterator[str]:
+@dataclass(frozen=True)
+class HeldWork:
+    """One priced piece of work (a generation) as the ledger should see it."""
+
+    reference: str
+    organization_id: int
+    api_key_id: int | None
+    month: dt.date  # the month its spend counts in
+    price: int
+    charged: int
+    status: str
+    finished: bool
+
+
+def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
     """Yield one line per disagreement; nothing when every number adds up."""
-    from generations.models import Generation
+    work = [item for item in work if item.price > 0]
 
     sums = {
         row["organization"]: row
@@ -48,38 +67,33 @@ def ledger_mismatches() -> Iterator[str]:
         )
     )
     by_id = {row["generation_id"]: row for row in per_generation}
-    for generation in Generation.objects.filter(price__gt=0).only(
-        "id", "price", "charged", "status"
-    ):
-        row = by_id.get(generation.id)
-        if row is None or (row["hold"] or 0) != generation.price:
-            yield f"generation {generation.id}: no hold of its price {generation.price}"
+    for item in work:
+        row = by_id.get(item.reference)
+        if row is None or (row["hold"] or 0) != item.price:
+            yield f"generation {item.reference}: no hold of its price {item.price}"
             continue
         captured, released = row["captured"] or 0, row["released"] or 0
-        if generation.is_finished:
-            if captured + released != generation.price:
+        if item.finished:
+            if captured + released != item.price:
                 yield (
-                    f"generation {generation.id}: captured {captured} + released {released} "
-                    f"!= held {generation.price}"
+                    f"generation {item.reference}: captured {captured} + released {released} "
+                    f"!= held {item.price}"
                 )
-            if captured != generation.charged:
+            if captured != item.charged:
                 yield (
-                    f"generation {generation.id}: captured {captured} but the record says "
-                    f"{generation.charged}"
+                    f"generation {item.reference}: captured {captured} but the record says "
+                    f"{item.charged}"
                 )
         elif captured or released:
-            yield f"generation {generation.id}: settled while still {generation.status}"
+            yield f"generation {item.reference}: settled while still {item.status}"
 
-    # Monthly committed spend = holds - releases of generations created that month.
+    # Monthly committed spend = holds - releases of the work of that month.
     expected: dict[tuple, int] = defaultdict(int)
-    for generation in Generation.objects.filter(price__gt=0).only(
-        "id", "organization_id", "api_key_id", "created_at", "price", "charged", "status"
-    ):
-        committed = generation.charged if generation.is_finished else generation.price
-        month = month_of(generation.created_at)
-        expected[(generation.organization_id, None, month)] += committed
-        if generation.api_key_id:
-            expected[(generation.organization_id, generation.api_key_id, month)] += committed
+    for item in work:
+        committed = item.charged if item.finished else item.price
+        expected[(item.organization_id, None, item.month)] += committed
+        if item.api_key_id:
+            expected[(item.organization_id, item.api_key_id, item.month)] += committed
     for row in MonthlySpend.objects.all():
         key = (row.organization_id, row.api_key_id, row.month)
         if row.amount != expected.pop(key, 0):

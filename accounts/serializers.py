@@ -10,9 +10,9 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
+from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, Organization
 from accounts.services import MAX_ROTATION_GRACE_SECONDS
-from generations.catalog import get_model
 
 MAX_INT = 2**31 - 1
 MAX_BIGINT = 2**63 - 1
@@ -69,11 +69,11 @@ class _KeySettingsSerializer(StrictSerializer):
     def validate_allowed_models(self, value: list[str]) -> list[str]:
         ids: list[str] = []
         for model_id in value:
-            spec = get_model(model_id) if model_id.strip() else None
-            if spec is None:
+            resolved = hooks.resolve_model(model_id) if model_id.strip() else None
+            if resolved is None:
                 raise serializers.ValidationError(f"The model '{model_id}' does not exist.")
-            if spec.id not in ids:
-                ids.append(spec.id)
+            if resolved not in ids:
+                ids.append(resolved)
         return ids
 
 

@@ -36,6 +36,27 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     return org
 
 
+def organization_for_user(*, user: User, name: str | None = None) -> tuple[Organization, bool]:
+    """The organization a new key of `user` goes to: the one named `name` (created if
+    missing), else the user's first, else a new one named after the email. The user
+    becomes its owner if not yet a member. Returns (organization, created)."""
+    organization = None
+    if name:
+        organization = Organization.objects.filter(name=name).first()
+    else:
+        membership = user.memberships.select_related("organization").order_by("pk").first()
+        if membership:
+            organization = membership.organization
+        name = user.email.split("@")[0]
+    created = organization is None
+    if created:
+        organization = organization_create(name=name)
+    Membership.objects.get_or_create(
+        organization=organization, user=user, defaults={"role": Membership.Role.OWNER}
+    )
+    return organization, created
+
+
 MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
 LIMIT_FIELDS = ("rpm_limit", "max_concurrent", "monthly_spend_cap")
 

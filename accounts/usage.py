@@ -1,15 +1,104 @@
-"""Reads of money and usage for tenants' API and pages, from the rollup table only."""
+"""Usage: the hourly rollups (written once per finished piece of work, read by the
+usage API, the pages and the dashboards) and the month's spend.
+
+Writes take plain values; reads never scan raw generations.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from accounts.ledger import month_of
 from accounts.models import APIKey, MonthlySpend, Organization, UsageRollup
+
+# Upper bounds (ms) of the latency histogram kept in UsageRollup.latency_histogram.
+LATENCY_BOUNDS_MS = (
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1000,
+    1500,
+    2000,
+    3000,
+    5000,
+    7500,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+)
+OVERFLOW = "inf"
+
+
+def latency_bucket(ms: int) -> str:
+    for bound in LATENCY_BOUNDS_MS:
+        if ms <= bound:
+            return str(bound)
+    return OVERFLOW
+
+
+def percentile_ms(histogram: dict[str, int], q: float) -> int | None:
+    """The bucket bound below which a fraction q of requests finished (an upper estimate)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    seen = 0
+    for bound in [*map(str, LATENCY_BOUNDS_MS), OVERFLOW]:
+        seen += histogram.get(bound, 0)
+        if seen >= q * total:
+            return None if bound == OVERFLOW else int(bound)
+    return None
+
+
+def usage_record(
+    *,
+    organization_id: int,
+    api_key_id: int | None,
+    user_id: int | None,
+    model: str,
+    hour: dt.datetime,
+    succeeded: bool,
+    images: int,
+    credits: int,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+) -> None:
+    """Add one finished request to its hourly rollup row. The caller holds the
+    organization lock (accounts.ledger.lock_organization), which serializes the
+    read-modify-write of the latency histogram."""
+    row, _ = UsageRollup.objects.get_or_create(
+        organization_id=organization_id,
+        hour=hour.replace(minute=0, second=0, microsecond=0),
+        model=model,
+        api_key_id=api_key_id,
+        user_id=user_id,
+    )
+    histogram = dict(row.latency_histogram)
+    bucket = latency_bucket(latency_ms)
+    histogram[bucket] = histogram.get(bucket, 0) + 1
+    UsageRollup.objects.filter(pk=row.pk).update(
+        requests=F("requests") + 1,
+        succeeded=F("succeeded") + int(succeeded),
+        failed=F("failed") + int(not succeeded),
+        images=F("images") + images,
+        credits=F("credits") + credits,
+        input_tokens=F("input_tokens") + input_tokens,
+        output_tokens=F("output_tokens") + output_tokens,
+        latency_ms_total=F("latency_ms_total") + latency_ms,
+        latency_histogram=histogram,
+    )
+
 
 GROUPS = {"model": "model", "key": "api_key_id", "user": "user__email"}
 METRICS = (

@@ -8,7 +8,8 @@ import io
 
 from django.http import HttpResponse
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
@@ -17,9 +18,10 @@ from rest_framework.views import APIView
 from accounts import selectors, usage
 from accounts.authentication import BearerKeyAuthentication
 from accounts.models import APIKey
-from imagehub.errors import InvalidRequest
 
 MAX_PAGE = 1000
+# Far past any real history; keeps the row offset a sane integer.
+MAX_PAGE_NUMBER = 1_000_000
 
 
 class HasKeyOrSession(BasePermission):
@@ -48,57 +50,69 @@ class CreditsView(TenantView):
         return Response(usage.credits_summary(organization=caller.organization, api_key=key))
 
 
-def _moment(value: str | None, param: str) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        if value.isdigit():
-            return dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
-        moment = parse_datetime(value)
-        if moment is None and (day := parse_date(value)) is not None:
-            moment = dt.datetime.combine(day, dt.time())
-    except (ValueError, OverflowError, OSError):  # well-formed but impossible
-        moment = None
-    if moment is None:
-        raise InvalidRequest(
-            f"'{value}' is not a date: use YYYY-MM-DD, an ISO 8601 time or a Unix timestamp.",
-            param=param,
-        )
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+class MomentField(serializers.Field):
+    """A date (YYYY-MM-DD), an ISO 8601 time or a Unix timestamp; UTC unless it says."""
+
+    def to_internal_value(self, value):
+        value = str(value)
+        try:
+            if value.isdigit():
+                moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+            else:
+                moment = parse_datetime(value)
+                if moment is None and (day := parse_date(value)) is not None:
+                    moment = dt.datetime.combine(day, dt.time())
+        except (ValueError, OverflowError, OSError):  # well-formed but impossible
+            moment = None
+        if moment is None:
+            raise serializers.ValidationError(
+                f"'{value}' is not a date: use YYYY-MM-DD, an ISO 8601 time or a Unix timestamp."
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    start = MomentField(required=False, help_text="inclusive; default 30 days ago")
+    end = MomentField(required=False, help_text="exclusive; default end of today (UTC)")
+    bucket = serializers.ChoiceField(choices=("day", "hour"), default="day")
+    group_by = serializers.CharField(
+        required=False, default="", help_text="comma-separated: model, key, user"
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
+    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_NUMBER, default=1)
+    format = serializers.ChoiceField(choices=("json", "csv"), default="json")
+
+    def validate_group_by(self, value: str) -> list[str]:
+        groups = [g.strip() for g in value.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in usage.GROUPS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Cannot group by {unknown[0]!r}: use model, key or user."
+            )
+        return groups
+
+    def validate(self, attrs):
+        default_start, default_end = usage.default_window()
+        attrs.setdefault("start", default_start)
+        attrs.setdefault("end", default_end)
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "'end' must be after 'start'."})
+        return attrs
 
 
 class UsageView(TenantView):
     @extend_schema(
         summary="Usage per day or hour, optionally grouped by model, key or user",
         operation_id="get_usage",
-        parameters=[
-            OpenApiParameter("start", str, description="inclusive; default 30 days ago"),
-            OpenApiParameter("end", str, description="exclusive; default end of today (UTC)"),
-            OpenApiParameter("bucket", str, enum=["day", "hour"]),
-            OpenApiParameter("group_by", str, description="comma-separated: model, key, user"),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("page", int),
-            OpenApiParameter("format", str, enum=["json", "csv"]),
-        ],
+        parameters=[UsageQuerySerializer],
         responses={200: dict},
     )
     def get(self, request):
         caller = selectors.caller_for_request(request)
-        params = request.query_params
-        default_start, default_end = usage.default_window()
-        start = _moment(params.get("start"), "start") or default_start
-        end = _moment(params.get("end"), "end") or default_end
-        if end <= start:
-            raise InvalidRequest("'end' must be after 'start'.", param="end")
-        bucket = params.get("bucket", "day")
-        if bucket not in ("day", "hour"):
-            raise InvalidRequest("'bucket' must be 'day' or 'hour'.", param="bucket")
-        group_by = [g.strip() for g in params.get("group_by", "").split(",") if g.strip()]
-        unknown = [g for g in group_by if g not in usage.GROUPS]
-        if unknown:
-            raise InvalidRequest(
-                f"Cannot group by {unknown[0]!r}: use model, key or user.", param="group_by"
-            )
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        start, end, bucket, group_by = (params[k] for k in ("start", "end", "bucket", "group_by"))
         rows = usage.usage_rows(
             organization=caller.organization,
             start=start,
@@ -107,9 +121,9 @@ class UsageView(TenantView):
             group_by=group_by,
             only_keys_of=None if caller.manages_all_keys else caller.user,
         )
-        if params.get("format") == "csv":
+        if params["format"] == "csv":
             return _csv(rows, group_by)
-        limit, page = _int(params, "limit", 100, 1, MAX_PAGE), _int(params, "page", 1, 1, None)
+        limit, page = params["limit"], params["page"]
         window = list(rows[(page - 1) * limit : page * limit + 1])
         return Response(
             {
@@ -123,19 +137,6 @@ class UsageView(TenantView):
                 "has_more": len(window) > limit,
             }
         )
-
-
-def _int(params, name: str, default: int, low: int, high: int | None) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name) from None
-    if value < low or (high is not None and value > high):
-        raise InvalidRequest(f"'{name}' must be between {low} and {high or '∞'}.", param=name)
-    return value
 
 
 def _row(row: dict) -> dict:

@@ -3,8 +3,8 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from generations.catalog import all_models
-from generations.files import signed_url
 from generations.models import GeneratedImage, Generation, ModelPrice
+from generations.signed_urls import signed_url
 
 
 def _thumbnail(image: GeneratedImage, request, size: int = 96) -> str:

@@ -6,5 +6,18 @@ class GenerationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Declares the actors on the broker in every process (web and worker alike).
-        from generations import actors  # noqa: F401
+        from accounts import hooks
+        from generations import catalog, selectors
+        from generations.worker import actors, embedded  # noqa: F401  (declares the actors)
+        from imagehub import broker
+
+        def resolve_model(name: str) -> str | None:
+            spec = catalog.get_model(name)
+            return spec.id if spec is not None else None
+
+        hooks.register(
+            model_ids=lambda: [spec.id for spec in catalog.all_models()],
+            resolve_model=resolve_model,
+            job_counts=selectors.job_counts,
+        )
+        broker.at_server_start(embedded.start_with_server)

@@ -62,7 +62,7 @@ class ModelSpec:
     # override them per model in the admin.
     price_per_image: int = 0
     price_per_megapixel_step: int = 0
-    # Dynamic batching (generations/executor.py): the most images one pipeline call may
+    # Dynamic batching (generations/engine/batcher.py): the most images one pipeline call may
     # carry, and the size (width x height) above which each request runs alone.
     max_batch_images: int = 8
     max_batch_pixels: int = 512 * 512

@@ -26,6 +26,7 @@ class Generation(models.Model):
         CANCELED = "canceled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     id = models.CharField(
         primary_key=True, max_length=40, default=new_generation_id, editable=False

@@ -1,4 +1,5 @@
-"""Prices, in integer micro-credits (1 credit = 1,000,000 micro-credits).
+"""Prices, in integer micro-credits (1 credit = 1,000,000 micro-credits). The only price
+calculation: generation_create (generations/services.py) calls it.
 
 One formula, following compute::
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generations.catalog import ModelSpec
+from generations.models import ModelPrice
 
 MEGAPIXEL = 1_000_000
 
@@ -27,8 +29,6 @@ class Rates:
 
 
 def rates_for(spec: ModelSpec) -> Rates:
-    from generations.models import ModelPrice
-
     override = ModelPrice.objects.filter(model=spec.id).first()
     if override is not None:
         return Rates(override.price_per_image, override.price_per_megapixel_step)

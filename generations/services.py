@@ -1,8 +1,13 @@
-"""State changes of a generation. Each is a conditional update, safe to repeat."""
+"""The writes of a generation's life: create (price, hold, record, enqueue), claim,
+store images, and one `_finish` transition for succeeded, failed and canceled. Each is a
+conditional update, safe to repeat; money moves in accounts.ledger, once.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -11,49 +16,173 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.ledger import lock_organization
-from generations import billing, notify
-from generations.models import GeneratedImage, Generation
+from accounts.ledger import (
+    credits_authorize,
+    credits_hold,
+    credits_settle,
+    lock_organization,
+    month_of,
+)
+from accounts.models import APIKey, Organization
+from accounts.usage import usage_record
+from generations import notify, pricing
+from generations.catalog import get_model
+from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
+from generations.types import GenerationRequest
+from imagehub import broker
+from imagehub.errors import PermissionError_
 
 logger = logging.getLogger("generations.jobs")
 
+# The actor that runs a generation (generations/worker/actors.py), by name: sending needs
+# no worker code.
+GENERATE = "generations.generate"
+SEED_LIMIT = 2**32
 
-def _enqueue(generation_id: str, model: str = "") -> None:
+
+def generation_dispatch(*, generation_id: str, model: str) -> None:
     """Send the job to its model's queue (the default queue unless the catalog says)."""
-    from generations.actors import generate
-    from generations.catalog import get_model
-    from imagehub.broker import broker, ensure_local_worker
+    from generations.worker import embedded
 
-    ensure_local_worker()
-    spec = get_model(model) if model else None
-    message = generate.message(generation_id)
-    if spec is not None and spec.queue and spec.queue != message.queue_name:
-        broker.declare_queue(spec.queue)
-        message = message.copy(queue_name=spec.queue)
-    broker.enqueue(message)
+    embedded.ensure_started()
+    spec = get_model(model)
+    queue = spec.queue if spec is not None and spec.queue else settings.DRAMATIQ_QUEUE
+    broker.send(queue_name=queue, actor_name=GENERATE, args=(generation_id,))
 
 
-def generation_create(**fields) -> Generation:
-    """Authorize, hold the exact price, record a queued generation, and enqueue it once
-    all of that is committed. Raises 429 errors when limits or money do not allow it."""
-    with transaction.atomic():
-        organization = lock_organization(fields["organization"].pk)
-        billing.authorize(
-            organization=organization, api_key=fields.get("api_key"), price=fields["price"]
+def generation_create(
+    *,
+    request: GenerationRequest,
+    organization: Organization,
+    api_key: APIKey | None = None,
+    user=None,
+    generation_id: str | None = None,
+) -> Generation:
+    """Price the request, authorize and hold the exact price, record a queued generation
+    (with its input images), and enqueue it once all of that is committed. Raises 429
+    errors when limits or money do not allow it, 403 when the key may not use the model."""
+    if api_key is not None and not api_key.allows_model(request.spec.id):
+        raise PermissionError_(
+            f"This API key may not use the model '{request.spec.id}'.",
+            param="model",
+            code="model_not_allowed",
         )
-        generation = Generation.objects.create(**fields)
-        billing.hold(generation=generation, organization=organization)
-        transaction.on_commit(lambda: _enqueue(generation.id, generation.model))
+    unit_price, price = pricing.request_price(
+        request.spec,
+        width=request.width,
+        height=request.height,
+        steps=request.priced_steps,
+        n=request.n,
+    )
+    seed = secrets.randbelow(SEED_LIMIT) if request.seed is None else request.seed
+    with transaction.atomic():
+        organization = lock_organization(organization.pk)
+        credits_authorize(
+            organization=organization,
+            api_key=api_key,
+            price=price,
+            active_jobs=_active_jobs(api_key),
+        )
+        generation = Generation.objects.create(
+            id=generation_id or new_generation_id(),
+            organization=organization,
+            api_key=api_key,
+            user=user,
+            end_user=request.end_user,
+            kind=request.kind,
+            model=request.spec.id,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            n=request.n,
+            width=request.width,
+            height=request.height,
+            steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            seed=seed,
+            quality=request.quality,
+            response_format=request.response_format,
+            output_format=request.output_format,
+            output_compression=request.output_compression,
+            input_image_tokens=request.input_image_tokens,
+            params=request.params(seed=seed),
+            price=price,
+            unit_price=unit_price,
+        )
+        credits_hold(
+            organization=organization,
+            api_key_id=generation.api_key_id,
+            reference=generation.id,
+            price=price,
+            month=month_of(generation.created_at),
+        )
+        _store_inputs(generation, request)
+        transaction.on_commit(
+            lambda: generation_dispatch(generation_id=generation.id, model=generation.model)
+        )
     logger.info(
-        "queued %s org=%s model=%s n=%d size=%s steps=%d",
+        "queued %s org=%s model=%s n=%d size=%s steps=%d price=%d",
         generation.id,
         generation.organization_id,
         generation.model,
         generation.n,
         generation.size,
         generation.steps,
+        generation.price,
     )
     return generation
+
+
+def _active_jobs(api_key: APIKey | None) -> int:
+    if api_key is None:
+        return 0
+    return Generation.objects.filter(api_key=api_key, status__in=Generation.ACTIVE).count()
+
+
+def _store_inputs(generation: Generation, request: GenerationRequest) -> None:
+    """The uploaded images (and the mask) of an edit or variation, next to the record, for
+    the worker to read back (generations/worker/inputs.py)."""
+    for index, upload in enumerate(request.images):
+        _store_input(
+            generation,
+            role=GenerationInput.Role.IMAGE,
+            index=index,
+            data=upload.data,
+            extension=upload.extension,
+            content_type=upload.content_type,
+            width=upload.width,
+            height=upload.height,
+        )
+    if request.mask is not None:
+        buffer = io.BytesIO()
+        request.mask.save(buffer, format="PNG")
+        _store_input(
+            generation,
+            role=GenerationInput.Role.MASK,
+            index=0,
+            data=buffer.getvalue(),
+            extension="png",
+            content_type="image/png",
+            width=request.mask.width,
+            height=request.mask.height,
+        )
+
+
+def _store_input(generation: Generation, *, role: str, index: int, data: bytes, extension: str,
+                 content_type: str, width: int, height: int) -> GenerationInput:  # fmt: skip
+    day = generation.created_at.strftime("%Y/%m/%d")
+    name = f"{generation.organization_id}/{day}/inputs/{generation.id}-{role}{index}.{extension}"
+    row = GenerationInput(
+        generation=generation,
+        role=role,
+        index=index,
+        width=width,
+        height=height,
+        content_type=content_type,
+        bytes=len(data),
+    )
+    row.file.save(name, ContentFile(data), save=False)
+    row.save()
+    return row
 
 
 def generation_claim(*, generation_id: str, worker: str) -> bool:
@@ -113,6 +242,48 @@ def generation_save_image(
     return image
 
 
+def _finish(generation_id: str, *, status: str, from_statuses: tuple[str, ...], **fields) -> bool:
+    """Move a generation to a final status, once: only the call whose conditional update
+    moved it settles its money (capture what was delivered, release the rest) and records
+    its usage. Every caller publishes, so waiters re-read the row either way."""
+    with transaction.atomic():
+        done = Generation.objects.filter(pk=generation_id, status__in=from_statuses).update(
+            status=status, finished_at=timezone.now(), lease_expires_at=None, **fields
+        )
+        if done:
+            _settle(Generation.objects.get(pk=generation_id))
+        transaction.on_commit(lambda: notify.publish(generation_id))
+    return bool(done)
+
+
+def _settle(generation: Generation) -> None:
+    delivered = generation.images.count() if generation.status == Generation.Status.SUCCEEDED else 0
+    captured = min(generation.price, generation.unit_price * delivered)
+    credits_settle(
+        organization_id=generation.organization_id,
+        api_key_id=generation.api_key_id,
+        reference=generation.id,
+        held=generation.price,
+        captured=captured,
+        month=month_of(generation.created_at),
+    )
+    Generation.objects.filter(pk=generation.pk).update(charged=captured)
+    succeeded = generation.status == Generation.Status.SUCCEEDED
+    usage_record(
+        organization_id=generation.organization_id,
+        api_key_id=generation.api_key_id,
+        user_id=generation.user_id,
+        model=generation.model,
+        hour=generation.created_at,
+        succeeded=succeeded,
+        images=delivered,
+        credits=captured,
+        input_tokens=generation.input_text_tokens + generation.input_image_tokens,
+        output_tokens=generation.output_tokens if succeeded else 0,
+        latency_ms=int((generation.finished_at - generation.created_at).total_seconds() * 1000),
+    )
+
+
 def generation_complete(
     *,
     generation: Generation,
@@ -121,61 +292,41 @@ def generation_complete(
     inference_seconds: float | None,
     device_wait_seconds: float | None = None,
 ) -> bool:
-    with transaction.atomic():
-        done = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-            status=Generation.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            input_text_tokens=input_text_tokens,
-            output_tokens=output_tokens,
-            inference_seconds=inference_seconds,
-            device_wait_seconds=device_wait_seconds,
-            lease_expires_at=None,
-        )
-        if done:
-            # Only the delivery that moved the status settles: money moves once.
-            generation.refresh_from_db()
-            billing.settle(generation=generation, delivered=generation.images.count())
-        transaction.on_commit(lambda: notify.publish(generation.pk))
-    return bool(done)
+    return _finish(
+        generation.pk,
+        status=Generation.Status.SUCCEEDED,
+        from_statuses=(Generation.Status.RUNNING,),
+        input_text_tokens=input_text_tokens,
+        output_tokens=output_tokens,
+        inference_seconds=inference_seconds,
+        device_wait_seconds=device_wait_seconds,
+    )
 
 
 def generation_fail(*, generation_id: str, code: str, message: str) -> bool:
-    with transaction.atomic():
-        done = Generation.objects.filter(
-            pk=generation_id,
-            status__in=[Generation.Status.QUEUED, Generation.Status.RUNNING],
-        ).update(
-            status=Generation.Status.FAILED,
-            error_code=code,
-            error_message=message[:2000],
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        if done:
-            billing.settle(generation=Generation.objects.get(pk=generation_id), delivered=0)
-        transaction.on_commit(lambda: notify.publish(generation_id))
-    return bool(done)
+    return _finish(
+        generation_id,
+        status=Generation.Status.FAILED,
+        from_statuses=Generation.ACTIVE,
+        error_code=code,
+        error_message=message[:2000],
+    )
 
 
 def generation_cancel(*, generation: Generation) -> Generation:
     """Cancel at once if queued (releasing the hold); ask the worker to stop at its next
     step if running; leave a finished generation as it is."""
-    with transaction.atomic():
-        canceled = Generation.objects.filter(
-            pk=generation.pk, status=Generation.Status.QUEUED
-        ).update(
-            status=Generation.Status.CANCELED,
-            error_code="canceled",
-            error_message="Canceled before it started.",
-            finished_at=timezone.now(),
-        )
-        if canceled:
-            billing.settle(generation=Generation.objects.get(pk=generation.pk), delivered=0)
-            transaction.on_commit(lambda: notify.publish(generation.pk))
-        else:
-            Generation.objects.filter(
-                pk=generation.pk, status=Generation.Status.RUNNING, cancel_requested_at=None
-            ).update(cancel_requested_at=timezone.now())
+    canceled = _finish(
+        generation.pk,
+        status=Generation.Status.CANCELED,
+        from_statuses=(Generation.Status.QUEUED,),
+        error_code="canceled",
+        error_message="Canceled before it started.",
+    )
+    if not canceled:
+        Generation.objects.filter(
+            pk=generation.pk, status=Generation.Status.RUNNING, cancel_requested_at=None
+        ).update(cancel_requested_at=timezone.now())
     generation.refresh_from_db()
     logger.info("cancel requested for %s: now %s", generation.pk, generation.status)
     return generation
@@ -183,15 +334,10 @@ def generation_cancel(*, generation: Generation) -> Generation:
 
 def generation_mark_canceled(*, generation_id: str) -> bool:
     """The worker stopped a running job on request: release everything, once."""
-    with transaction.atomic():
-        done = Generation.objects.filter(pk=generation_id, status=Generation.Status.RUNNING).update(
-            status=Generation.Status.CANCELED,
-            error_code="canceled",
-            error_message="Canceled while running; stopped between two steps.",
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        if done:
-            billing.settle(generation=Generation.objects.get(pk=generation_id), delivered=0)
-        transaction.on_commit(lambda: notify.publish(generation_id))
-    return bool(done)
+    return _finish(
+        generation_id,
+        status=Generation.Status.CANCELED,
+        from_statuses=(Generation.Status.RUNNING,),
+        error_code="canceled",
+        error_message="Canceled while running; stopped between two steps.",
+    )

@@ -1,15 +1,15 @@
 """Dramatiq broker set-up.
 
 DRAMATIQ_BROKER_URL=redis://… or amqp://… selects a real broker whose messages separate
-worker processes consume (`manage.py runworker`). Unset, the web process keeps an
-in-process StubBroker and starts worker threads of its own on first use: the embedded
-default of `make run`.
+worker processes consume (`manage.py runworker`). Unset, the broker is an in-process
+StubBroker whose messages worker threads inside the web process consume (the embedded
+default of `make run`; generations/worker/embedded.py starts them).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 
 import dramatiq
 from django.conf import settings
@@ -50,63 +50,30 @@ def _build() -> dramatiq.Broker:
 
 
 broker = _build()
-_local_worker: dramatiq.Worker | None = None
-_local_lock = threading.Lock()
+_server_start: list[Callable[[], None]] = []
 
 
 def is_in_process() -> bool:
     return isinstance(broker, StubBroker)
 
 
-def catalog_queues() -> list[str]:
-    from generations.catalog import queues
-
-    return queues()
-
-
-def ensure_local_worker() -> None:
-    """Start the in-process worker threads once (embedded default only); they serve
-    every queue of the catalog."""
-    global _local_worker
-    if not is_in_process() or _local_worker is not None:
-        return
-    with _local_lock:
-        if _local_worker is None:
-            for queue in catalog_queues():
-                broker.declare_queue(queue)
-            worker = dramatiq.Worker(
-                broker,
-                queues=set(catalog_queues()),
-                worker_threads=settings.INPROCESS_WORKER_THREADS,
-                worker_timeout=100,
-            )
-            worker.start()
-            _local_worker = worker
-            logger.info(
-                "started in-process worker (%d thread(s)) on queue %s",
-                settings.INPROCESS_WORKER_THREADS,
-                settings.DRAMATIQ_QUEUE,
-            )
+def send(*, queue_name: str, actor_name: str, args: tuple = ()) -> None:
+    """Put a message for an actor on a queue, by name: the sender need not import the
+    actor (nor the worker code behind it)."""
+    broker.declare_queue(queue_name)
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
+        )
+    )
 
 
-def start_embedded_worker() -> None:
-    """For web servers on the embedded default: start the worker threads and warm the
-    engine in the background, so the first request does not pay for importing torch."""
-    if not is_in_process():
-        return
-    ensure_local_worker()
-
-    def warm():
-        from generations.engine import warm_up
-
-        warm_up(settings.WARMUP_MODELS)
-
-    threading.Thread(target=warm, name="imagehub-warm-up", daemon=True).start()
+def at_server_start(function: Callable[[], None]) -> None:
+    """Run `function` when a web server starts (imagehub.wsgi). The apps register what
+    the embedded default needs there (the in-process worker, the warm-up)."""
+    _server_start.append(function)
 
 
-def stop_local_worker() -> None:
-    global _local_worker
-    with _local_lock:
-        if _local_worker is not None:
-            _local_worker.stop()
-            _local_worker = None
+def server_started() -> None:
+    for function in _server_start:
+        function()

@@ -209,11 +209,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+API_PREFIXES = ("/v1/", "/api/")
+
+
+def is_api_path(path: str) -> bool:
+    """The API answers in OpenAI's error envelope; every other path is a web page."""
+    return path.startswith(API_PREFIXES)
+
+
 def _page(request, status: int, title: str, message: str):
     """Web pages (not the API) get an HTML error page."""
     from django.shortcuts import render as render_template
-
-    from imagehub.middleware import is_api_path
 
     if is_api_path(request.path):
         return None

@@ -10,16 +10,12 @@ import uuid
 from django.conf import settings
 
 from imagehub import errors
+from imagehub.errors import is_api_path
 
 logger = logging.getLogger("imagehub.requests")
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-API_PREFIXES = ("/v1/", "/api/")
-
-
-def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIXES)
 
 
 class RequestIdMiddleware:

@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "imagehub.metrics.MetricsMiddleware",
     "imagehub.middleware.RequestIdMiddleware",
+    # /healthz and /readyz answer before the Host header is checked (probes come by IP).
+    "imagehub.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the pages' stylesheet and script under gunicorn too (make run).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -163,12 +165,12 @@ if DRAMATIQ_BROKER_URL and not DRAMATIQ_BROKER_URL.startswith(
     raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with redis:// or amqp://")
 DRAMATIQ_QUEUE = env_str("IMAGEHUB_QUEUE", "gpu")
 # Dynamic batching: text-to-image requests for the same model and parameters that are
-# waiting at the same time run as one pipeline call (generations/executor.py). The
-# executor waits up to BATCH_WAIT_MS after a job arrives for companions.
+# waiting at the same time run as one pipeline call (generations/engine/batcher.py). The
+# batcher waits up to BATCH_WAIT_MS after a job arrives for companions.
 BATCHING = env_bool("IMAGEHUB_BATCHING", True)
 BATCH_WAIT_MS = env_int("IMAGEHUB_BATCH_WAIT_MS", 10, minimum=0)
 # Worker threads of the in-process broker (embedded default only). With batching they
-# mostly wait on the executor, which runs one batch at a time on the device.
+# mostly wait on the batcher, which runs one batch at a time on the device.
 INPROCESS_WORKER_THREADS = env_int("IMAGEHUB_INPROCESS_WORKERS", 8 if BATCHING else 1, minimum=1)
 # Memory the pipeline cache may fill before it evicts the least recently used model;
 # 0 = 80% of the free device memory on CUDA, of the total RAM on CPU.
@@ -215,7 +217,8 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "imagehub",
+            # Processes sharing a Redis keep apart by prefix (each test run uses its own).
+            "KEY_PREFIX": env_str("IMAGEHUB_CACHE_PREFIX", "imagehub"),
         }
     }
 else:

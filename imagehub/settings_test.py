@@ -2,15 +2,28 @@
 
 Tests run against the real PostgreSQL on 127.0.0.1 when it answers (CI always has it),
 and against a SQLite file otherwise.
+
+Runs keep apart from each other, so two clones' suites can share one PostgreSQL and one
+Redis, and a clone can run its suite again at once: the test database is named after
+the clone (test_imagehub_<hash of its path>; Django recreates it if a crashed run left
+it, and drops it at the end), and whatever a run puts in Redis carries a key prefix of
+its own (IMAGEHUB_CACHE_PREFIX, inherited by the processes the end-to-end tests start).
 """
 
+import hashlib
 import os
 import socket
 import tempfile
+import uuid
 from pathlib import Path
 
-from imagehub.settings import *  # noqa: F403
-from imagehub.settings import DATABASES, LOGGING, STORAGES, database_config
+# Before imagehub.settings reads it. Rate-limit counters live a minute: a second run
+# in the same minute (same key ids in a fresh database) must not see the first's.
+CLONE_ID = hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
+os.environ.setdefault("IMAGEHUB_CACHE_PREFIX", f"imagehub-test-{CLONE_ID}-{uuid.uuid4().hex[:8]}")
+
+from imagehub.settings import *  # noqa: E402,F403
+from imagehub.settings import DATABASES, LOGGING, STORAGES, database_config  # noqa: E402
 
 # Fail fast instead of trying to reach a model hub this machine cannot reach.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,6 +47,8 @@ elif _postgres_reachable():
     DATABASES["default"] = database_config("postgres://postgres@127.0.0.1:5432/imagehub")
 else:
     DATABASES["default"]["TEST"] = {"NAME": str(TEST_OUTPUT_DIR / "test.sqlite3")}
+if not DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{CLONE_ID}"}
 
 MEDIA_ROOT = TEST_OUTPUT_DIR / "media"
 if STORAGES["images"]["BACKEND"].endswith("FileSystemStorage"):

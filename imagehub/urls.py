@@ -1,6 +1,4 @@
 from django.contrib import admin
-from django.db import connection
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import (
     SpectacularJSONAPIView,
@@ -8,19 +6,14 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
+from imagehub.health import healthz, readyz
 from imagehub.metrics import metrics_view
 
-
-def healthz(request):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
-    path("", include("generations.urls")),
+    path("", include("generations.api.urls")),
     path("", include("accounts.urls")),
-    path("healthz", healthz),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="docs"),

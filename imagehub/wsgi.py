@@ -5,7 +5,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagehub.settings")
 application = get_wsgi_application()
 
-# Only servers import this module: start the embedded worker with the server.
-from imagehub.broker import start_embedded_worker  # noqa: E402
+# Only servers import this module: run what the apps asked to start with a server
+# (the embedded default's worker threads, generations/worker/embedded.py).
+from imagehub.broker import server_started  # noqa: E402
 
-start_embedded_worker()
+server_started()

@@ -53,25 +53,44 @@ def _measure(runs: int) -> None:
     from accounts.services import api_key_create, organization_create, user_get_or_create
     from generations import services
     from generations.catalog import get_model
-    from generations.engine import encode_image, get_engine
+    from generations.engine import RunRequest
+    from generations.engine.encoding import encode_image
     from generations.models import Generation
+    from generations.types import GenerationRequest
+    from generations.worker import embedded
+    from generations.worker.runtime import get_engine
 
     user, _ = user_get_or_create(email="profile@example.com")
     org = organization_create(name="profile", owner=user)
     credits_top_up(organization=org, amount=10**12)
     key, _ = api_key_create(organization=org, created_by=user)
-    services._enqueue = lambda *args: None  # no broker: we play the worker ourselves
     spec, engine = get_model("demo-sd"), get_engine()
     image = engine.run(
-        spec,
+        RunRequest(
+            spec=spec,
+            prompt="x",
+            negative_prompt="",
+            width=256,
+            height=256,
+            steps=4,
+            guidance_scale=5.0,
+            seeds=[1],
+        )
+    ).images[0]
+    request = GenerationRequest(
+        spec=spec,
         prompt="x",
         negative_prompt="",
+        n=1,
         width=256,
         height=256,
         steps=4,
         guidance_scale=5.0,
-        seeds=[1],
-    ).images[0]
+        quality="auto",
+        response_format="b64_json",
+        output_format="png",
+        seed=1,
+    )
     steps: dict[str, list[float]] = {}
 
     @contextlib.contextmanager
@@ -80,22 +99,13 @@ def _measure(runs: int) -> None:
         yield
         steps.setdefault(label, []).append(time.perf_counter() - started)
 
+    # No worker consumes the messages: we play the worker ourselves.
+    no_worker = contextlib.ExitStack()
+    no_worker.enter_context(embedded.paused())
     for _ in range(runs):
         with timed("create + hold"):
             generation = services.generation_create(
-                organization=org,
-                api_key=key,
-                user=user,
-                model=spec.id,
-                prompt="x",
-                n=1,
-                width=256,
-                height=256,
-                steps=4,
-                guidance_scale=5.0,
-                seed=1,
-                price=363,
-                unit_price=363,
+                request=request, organization=org, api_key=key, user=user
             )
         with timed("claim"):
             services.generation_claim(generation_id=generation.id, worker="profile")
@@ -123,6 +133,7 @@ def _measure(runs: int) -> None:
                 output_tokens=1024,
                 inference_seconds=0.1,
             )
+    no_worker.close()
     for label, values in steps.items():
         print(f"{label:28s} {statistics.median(values) * 1000:6.2f} ms")
 

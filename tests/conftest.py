@@ -25,9 +25,56 @@ def demo_models(django_db_blocker):
 @pytest.fixture(scope="session", autouse=True)
 def _stop_local_worker():
     yield
-    from imagehub.broker import stop_local_worker
+    from generations.worker import embedded
 
-    stop_local_worker()
+    embedded.stop()
+
+
+@pytest.fixture
+def stub_broker():
+    """The in-process Dramatiq broker with no worker consuming it: jobs sent during the
+    test stay on its queues (the test delivers them by hand, or never)."""
+    from generations.worker import embedded
+
+    with embedded.paused() as broker:
+        broker.flush_all()
+        yield broker
+        broker.flush_all()
+
+
+@pytest.fixture
+def make_generation(tenant, stub_broker):
+    """A queued generation created the way the API creates one (priced, its price held,
+    its message sent to a broker nobody consumes); keyword arguments override the
+    request's fields."""
+    from generations.catalog import get_model
+    from generations.services import generation_create
+    from generations.types import GenerationRequest
+
+    def make(*, model: str = "demo-sd", **overrides):
+        fields = dict(
+            spec=get_model(model),
+            prompt="job",
+            negative_prompt="",
+            n=2,
+            width=64,
+            height=64,
+            steps=2,
+            guidance_scale=5.0,
+            quality="auto",
+            response_format="b64_json",
+            output_format="png",
+            seed=42,
+        )
+        fields.update(overrides)
+        return generation_create(
+            request=GenerationRequest(**fields),
+            organization=tenant.org,
+            api_key=tenant.key,
+            user=tenant.user,
+        )
+
+    return make
 
 
 def bearer_client(secret: str) -> APIClient:

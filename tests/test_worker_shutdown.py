@@ -40,31 +40,15 @@ def _wait_for(predicate, seconds: float, what: str) -> None:
 
 
 @pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")
-def test_sigterm_finishes_the_job_in_flight(tenant, monkeypatch, tmp_path):
+def test_sigterm_finishes_the_job_in_flight(make_generation, tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("a second process needs the PostgreSQL test database")
     from dramatiq import Message
     from dramatiq.brokers.redis import RedisBroker
 
-    from generations.services import generation_create
-
-    monkeypatch.setattr("generations.services._enqueue", lambda *args: None)
-
     def queued(prompt: str) -> Generation:
-        return generation_create(
-            organization=tenant.org,
-            api_key=tenant.key,
-            model="demo-sd",
-            prompt=prompt,
-            n=1,
-            width=512,
-            height=512,
-            steps=25,
-            guidance_scale=5.0,
-            seed=1,
-            price=500,
-            unit_price=500,
-        )
+        # A few seconds of work on a CPU: long enough to be in flight at the signal.
+        return make_generation(prompt=prompt, n=1, width=128, height=128, steps=30, seed=1)
 
     queue = f"gpu-shutdown-{uuid.uuid4().hex[:6]}"
     db = connection.settings_dict

@@ -47,7 +47,7 @@ def test_price_is_held_then_captured(tenant, api):
 
 
 def test_failure_releases_everything(tenant, api, monkeypatch):
-    from generations.engine import Engine
+    from generations.engine.pipelines import Engine
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("no luck")

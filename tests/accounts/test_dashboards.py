@@ -2,8 +2,8 @@
 
 import pytest
 
-from accounts.dashboards import latency_bucket, percentile_ms
 from accounts.models import UsageRollup, User
+from accounts.usage import latency_bucket, percentile_ms
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

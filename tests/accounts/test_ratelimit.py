@@ -54,7 +54,7 @@ def test_no_limit_no_headers(api):
 
 
 def test_max_concurrent_generations(tenant, monkeypatch):
-    from generations.engine import Engine
+    from generations.engine.pipelines import Engine
     from tests.conftest import bearer_client
 
     real_run = Engine.run

@@ -124,7 +124,7 @@ def test_url_response_is_a_signed_expiring_link(api, client, settings):
     assert tampered.status_code == 403
     assert tampered.json()["error"]["code"] == "invalid_signature"
     # A correctly signed link whose hour has passed no longer works.
-    from generations.files import _signature
+    from generations.signed_urls import _signature
 
     name = path.split("/v1/files/", 1)[1].split("?")[0]
     past = int(time.time()) - 1
@@ -163,7 +163,7 @@ def test_other_paths_reach_the_same_endpoint(api):
 
 
 def test_wait_timeout_gives_504_and_work_goes_on(api, monkeypatch):
-    from generations.engine import Engine
+    from generations.engine.pipelines import Engine
 
     real_run = Engine.run
 
@@ -184,7 +184,7 @@ def test_wait_timeout_gives_504_and_work_goes_on(api, monkeypatch):
 
 
 def test_engine_failure_is_reported_not_hidden(api, monkeypatch):
-    from generations.engine import Engine
+    from generations.engine.pipelines import Engine
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("kaboom")

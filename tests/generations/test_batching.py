@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from generations.catalog import get_model
-from generations.engine import get_engine
-from generations.executor import executor_for
+from generations.worker import runtime
+from generations.worker.runtime import get_engine
 from tests.generations.test_api import decode, nearly_equal
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,12 +19,12 @@ URL = "/v1/images/generations"
 
 
 @pytest.fixture
-def executor(settings):
+def batcher(settings):
     settings.BATCHING = True
     settings.BATCH_WAIT_MS = 10
-    executor = executor_for(get_engine())
-    yield executor
-    executor.resume()
+    batcher = runtime.batcher()
+    yield batcher
+    batcher.resume()
 
 
 def wait_for(condition, seconds=60):
@@ -34,16 +34,16 @@ def wait_for(condition, seconds=60):
         time.sleep(0.02)
 
 
-def submit_held(api, executor, bodies: list[dict]) -> list[str]:
-    """Queue the requests while the executor is paused, in this order."""
-    executor.pause()
+def submit_held(api, batcher, bodies: list[dict]) -> list[str]:
+    """Queue the requests while the batcher is paused, in this order."""
+    batcher.pause()
     ids = []
     for body in bodies:
-        before = executor.waiting()
+        before = batcher.waiting()
         response = api.post(URL, body, format="json", HTTP_PREFER="respond-async")
         assert response.status_code == 202, response.content
         ids.append(response.json()["id"])
-        wait_for(lambda before=before: executor.waiting() > before)
+        wait_for(lambda before=before: batcher.waiting() > before)
     return ids
 
 
@@ -59,7 +59,7 @@ def finished(api, generation_id: str) -> dict:
 
 
 @pytest.mark.parametrize(("model", "size"), [("demo-sd", "128x128"), ("demo-flux", "128x128")])
-def test_a_batched_image_equals_the_same_request_alone(api, executor, settings, model, size):
+def test_a_batched_image_equals_the_same_request_alone(api, batcher, settings, model, size):
     bodies = [
         {"model": model, "prompt": "a red fox", "n": 1, "seed": 11, "size": size},
         {"model": model, "prompt": "a blue whale", "n": 2, "seed": 500, "size": size},
@@ -68,13 +68,13 @@ def test_a_batched_image_equals_the_same_request_alone(api, executor, settings, 
     if model == "demo-sd":
         for body in bodies:
             body["negative_prompt"] = f"not {body['prompt']}"
-    calls = len(executor.history)
-    ids = submit_held(api, executor, bodies)
-    executor.resume()
+    calls = len(batcher.history)
+    ids = submit_held(api, batcher, bodies)
+    batcher.resume()
     batched = [finished(api, generation_id) for generation_id in ids]
     assert [body["status"] for body in batched] == ["succeeded"] * 3
     # One pipeline call carried all six images.
-    records = list(executor.history)[calls:]
+    records = list(batcher.history)[calls:]
     assert [(r.model, r.jobs, r.images) for r in records] == [(model, 3, 6)]
     for body in batched:
         assert body["timings"]["inference"] == pytest.approx(records[0].seconds, abs=1e-3)
@@ -90,8 +90,8 @@ def test_a_batched_image_equals_the_same_request_alone(api, executor, settings, 
         assert not nearly_equal(alone["data"][0], batched[(bodies.index(body) + 1) % 3]["data"][0])
 
 
-def test_different_sizes_never_share_a_batch(api, executor):
-    calls = len(executor.history)
+def test_different_sizes_never_share_a_batch(api, batcher):
+    calls = len(batcher.history)
     bodies = [
         {"prompt": "a", "size": "128x128", "seed": 1},
         {"prompt": "b", "size": "64x64", "seed": 2},
@@ -99,8 +99,8 @@ def test_different_sizes_never_share_a_batch(api, executor):
         {"prompt": "d", "size": "64x64", "seed": 4, "num_inference_steps": 3},
         {"prompt": "e", "size": "64x64", "seed": 5},
     ]
-    ids = submit_held(api, executor, bodies)
-    executor.resume()
+    ids = submit_held(api, batcher, bodies)
+    batcher.resume()
     results = [finished(api, generation_id) for generation_id in ids]
     assert {body["status"] for body in results} == {"succeeded"}
     assert [decode(body["data"][0]).size for body in results] == [
@@ -110,22 +110,22 @@ def test_different_sizes_never_share_a_batch(api, executor):
         (64, 64),
         (64, 64),
     ]
-    records = sorted((r.width, r.steps, r.jobs) for r in list(executor.history)[calls:])
+    records = sorted((r.width, r.steps, r.jobs) for r in list(batcher.history)[calls:])
     # The oldest job leads; steps differ for "d", so it runs alone.
     assert records == [(64, 3, 1), (64, 4, 2), (128, 4, 2)]
 
 
-def test_sizes_above_the_batch_threshold_run_alone(api, executor):
-    calls = len(executor.history)
+def test_sizes_above_the_batch_threshold_run_alone(api, batcher):
+    calls = len(batcher.history)
     body = {"prompt": "big", "size": "512x576", "num_inference_steps": 1}
-    ids = submit_held(api, executor, [{**body, "seed": 1}, {**body, "seed": 2}])
-    executor.resume()
+    ids = submit_held(api, batcher, [{**body, "seed": 1}, {**body, "seed": 2}])
+    batcher.resume()
     assert [finished(api, generation_id)["status"] for generation_id in ids] == ["succeeded"] * 2
-    assert [(r.jobs, r.images) for r in list(executor.history)[calls:]] == [(1, 1), (1, 1)]
+    assert [(r.jobs, r.images) for r in list(batcher.history)[calls:]] == [(1, 1), (1, 1)]
 
 
 def test_a_batch_out_of_memory_splits_and_only_the_job_too_big_alone_fails(
-    api, tenant, executor, monkeypatch
+    api, tenant, batcher, monkeypatch
 ):
     """Pretend the device holds two images per call: the batch of 1+1+3+1 images splits
     into [1+1] (fits) and [3+1], which splits into [3] (fails alone) and [1] (fits)."""
@@ -138,46 +138,46 @@ def test_a_batch_out_of_memory_splits_and_only_the_job_too_big_alone_fails(
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(pipe_class, "__call__", small_device)
-    calls = len(executor.history)
+    calls = len(batcher.history)
     bodies = [
         {"prompt": "one", "size": "64x64", "n": 1, "seed": 1},
         {"prompt": "two", "size": "64x64", "n": 1, "seed": 2},
         {"prompt": "three", "size": "64x64", "n": 3, "seed": 3},
         {"prompt": "four", "size": "64x64", "n": 1, "seed": 4},
     ]
-    ids = submit_held(api, executor, bodies)
-    executor.resume()
+    ids = submit_held(api, batcher, bodies)
+    batcher.resume()
     results = [finished(api, generation_id) for generation_id in ids]
     assert [body["status"] for body in results] == ["succeeded", "succeeded", "failed", "succeeded"]
     assert results[2]["error"]["code"] == "out_of_memory"
-    assert [(r.jobs, r.images) for r in list(executor.history)[calls:]] == [(2, 2), (1, 1)]
+    assert [(r.jobs, r.images) for r in list(batcher.history)[calls:]] == [(2, 2), (1, 1)]
     from accounts.models import Organization
 
     org = Organization.objects.get(pk=tenant.org.pk)
     assert org.credits_held == 0  # the failed job's hold came back, the others were captured
 
 
-def test_cancel_before_the_batch_starts_leaves_the_batch(api, executor):
-    calls = len(executor.history)
+def test_cancel_before_the_batch_starts_leaves_the_batch(api, batcher):
+    calls = len(batcher.history)
     body = {"prompt": "x", "size": "64x64"}
-    ids = submit_held(api, executor, [{**body, "seed": s} for s in (1, 2, 3)])
+    ids = submit_held(api, batcher, [{**body, "seed": s} for s in (1, 2, 3)])
     response = api.post(f"{URL}/{ids[1]}/cancel")
     assert response.json()["cancel_requested"] is True
     time.sleep(0.5)  # the waiting worker thread notices the request
-    executor.resume()
+    batcher.resume()
     results = [finished(api, generation_id) for generation_id in ids]
     assert [body["status"] for body in results] == ["succeeded", "canceled", "succeeded"]
-    assert [(r.jobs, r.images) for r in list(executor.history)[calls:]] == [(2, 2)]
+    assert [(r.jobs, r.images) for r in list(batcher.history)[calls:]] == [(2, 2)]
 
 
-def held_jobs(executor, count: int):
-    from generations.executor import Job
+def held_jobs(batcher, count: int):
+    from generations.engine import RunRequest
 
     spec = get_model("demo-sd")
-    executor.pause()
+    batcher.pause()
     jobs = []
     for k in range(count):
-        job = Job(
+        request = RunRequest(
             spec=spec,
             prompt=f"job {k}",
             negative_prompt="",
@@ -187,16 +187,15 @@ def held_jobs(executor, count: int):
             guidance_scale=5.0,
             seeds=[k],
         )
-        executor.submit(job)
-        jobs.append(job)
-    wait_for(lambda: executor.waiting() == count)
+        jobs.append(batcher.submit(request))
+    wait_for(lambda: batcher.waiting() == count)
     return jobs
 
 
-def test_cancel_of_some_jobs_while_the_batch_runs_drops_only_their_images(executor, monkeypatch):
+def test_cancel_of_some_jobs_while_the_batch_runs_drops_only_their_images(batcher, monkeypatch):
     from generations.engine import Canceled
 
-    jobs = held_jobs(executor, 3)
+    jobs = held_jobs(batcher, 3)
     pipe_class = type(get_engine().pipeline(get_model("demo-sd")))
     real_call = pipe_class.__call__
 
@@ -205,19 +204,19 @@ def test_cancel_of_some_jobs_while_the_batch_runs_drops_only_their_images(execut
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(pipe_class, "__call__", cancel_second_meanwhile)
-    calls = len(executor.history)
-    executor.resume()
+    calls = len(batcher.history)
+    batcher.resume()
     assert len(jobs[0].future.result(timeout=60).images) == 1
     with pytest.raises(Canceled):
         jobs[1].future.result(timeout=60)
     assert len(jobs[2].future.result(timeout=60).images) == 1
-    assert [(r.jobs, r.images) for r in list(executor.history)[calls:]] == [(3, 3)]
+    assert [(r.jobs, r.images) for r in list(batcher.history)[calls:]] == [(3, 3)]
 
 
-def test_a_batch_whose_jobs_all_cancel_stops_between_steps(executor, monkeypatch):
+def test_a_batch_whose_jobs_all_cancel_stops_between_steps(batcher, monkeypatch):
     from generations.engine import Canceled
 
-    jobs = held_jobs(executor, 2)
+    jobs = held_jobs(batcher, 2)
     pipe_class = type(get_engine().pipeline(get_model("demo-sd")))
     real_call = pipe_class.__call__
     steps_run = []
@@ -234,7 +233,7 @@ def test_a_batch_whose_jobs_all_cancel_stops_between_steps(executor, monkeypatch
         return real_call(self, *args, **{**kwargs, "callback_on_step_end": on_step})
 
     monkeypatch.setattr(pipe_class, "__call__", cancel_all_after_first_step)
-    executor.resume()
+    batcher.resume()
     for job in jobs:
         with pytest.raises(Canceled):
             job.future.result(timeout=60)

@@ -8,23 +8,26 @@ import weakref
 
 import pytest
 
-from generations.cache import MB, pipeline_bytes
 from generations.catalog import get_model
-from generations.engine import Engine
+from generations.engine import RunRequest
+from generations.engine.cache import MB, pipeline_bytes
+from generations.engine.pipelines import Engine
 
 MODELS = ("demo-sd", "demo-flux")
 
 
 def generate(engine: Engine, model_id: str) -> None:
     engine.run(
-        get_model(model_id),
-        prompt="cache",
-        negative_prompt="",
-        width=64,
-        height=64,
-        steps=1,
-        guidance_scale=1.0,
-        seeds=[1],
+        RunRequest(
+            spec=get_model(model_id),
+            prompt="cache",
+            negative_prompt="",
+            width=64,
+            height=64,
+            steps=1,
+            guidance_scale=1.0,
+            seeds=[1],
+        )
     )
 
 
@@ -97,8 +100,10 @@ def test_derived_pipelines_leave_with_their_model(sizes):
     assert engine.loaded_models() == ["demo-flux"]
 
 
-def test_budget_setting(settings):
+def test_budget_setting(settings, monkeypatch):
+    from generations.worker import runtime
+
+    monkeypatch.setattr(runtime, "_engine", None)  # the worker builds its engine anew
     settings.MODEL_MEMORY_MB = 64
-    assert Engine("cpu").cache.budget_bytes == 64 * MB
-    settings.MODEL_MEMORY_MB = 0
-    assert Engine("cpu").cache.budget_bytes > 64 * MB  # 80% of this machine's RAM
+    assert runtime.get_engine().cache.budget_bytes == 64 * MB
+    assert Engine("cpu", memory_budget_mb=0).cache.budget_bytes > 64 * MB  # 80% of the RAM

@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline
 
-from generations.demo_models import DEMO_BUILDERS, build_sd_demo, is_built
+from generations.engine.demo_models import DEMO_BUILDERS, build_sd_demo, is_built
 
 PROMPT = "a photo of an astronaut riding a horse on the moon"
 EXPECTED_CLASS = {"demo-sd": StableDiffusionPipeline, "demo-flux": FluxPipeline}

@@ -104,13 +104,13 @@ def test_scheduler_and_queue_per_model(settings, tmp_path, monkeypatch):
 
         sent = []
         monkeypatch.setattr(broker, "enqueue", lambda message, **kw: sent.append(message))
-        services._enqueue("gen_x", "demo-sd")
-        services._enqueue("gen_y", "demo-flux")
+        services.generation_dispatch(generation_id="gen_x", model="demo-sd")
+        services.generation_dispatch(generation_id="gen_y", model="demo-flux")
         assert [(m.queue_name, m.args) for m in sent] == [
             ("gpu-small", ("gen_x",)),
             (settings.DRAMATIQ_QUEUE, ("gen_y",)),
         ]
-        from generations.engine import Engine
+        from generations.engine.pipelines import Engine
 
         pipe = Engine(device="cpu").pipeline(catalog.get_model("demo-sd"))
         assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"

@@ -81,7 +81,7 @@ def test_edit_streams_image_edit_events(api):
 
 
 def test_failure_after_the_stream_began_is_an_error_event(api, monkeypatch):
-    from generations.engine import Engine
+    from generations.engine.pipelines import Engine
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("kaboom")

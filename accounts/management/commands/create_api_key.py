@@ -6,8 +6,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from accounts.ledger import credits_top_up
-from accounts.models import APIKey, Membership, Organization
-from accounts.services import api_key_create, organization_create, user_get_or_create
+from accounts.models import APIKey
+from accounts.services import api_key_create, organization_for_user, user_get_or_create
 
 
 class Command(BaseCommand):
@@ -42,12 +42,9 @@ class Command(BaseCommand):
         user, user_created = user_get_or_create(email=email)
         if user_created:
             self.stdout.write(f"created user {user.email}")
-        organization = self._organization(user, org)
-        membership, created = Membership.objects.get_or_create(
-            organization=organization, user=user, defaults={"role": Membership.Role.OWNER}
-        )
+        organization, created = organization_for_user(user=user, name=org)
         if created:
-            self.stdout.write(f"added {user.email} to {organization.name} as {membership.role}")
+            self.stdout.write(f"created organization {organization.name} ({organization.slug})")
         if credits:
             credits_top_up(organization=organization, amount=credits, memo="create_api_key")
             self.stdout.write(
@@ -61,17 +58,3 @@ class Command(BaseCommand):
             f"created {scope} key {key.redacted} (id {key.pk}) for {organization.name}"
         )
         self.stdout.write(secret)
-
-    def _organization(self, user, name):
-        if name:
-            existing = Organization.objects.filter(name=name).first()
-            if existing:
-                return existing
-        else:
-            membership = user.memberships.select_related("organization").order_by("pk").first()
-            if membership:
-                return membership.organization
-            name = user.email.split("@")[0]
-        organization = organization_create(name=name)
-        self.stdout.write(f"created organization {organization.name} ({organization.slug})")
-        return organization

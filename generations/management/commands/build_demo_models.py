@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from generations.demo_models import DEMO_BUILDERS, DEMO_STEPS, is_built
+from generations.engine.demo_models import DEMO_BUILDERS, DEMO_STEPS, is_built
 
 
 class Command(BaseCommand):

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            # With batching, threads mostly wait for the executor, which forms the batches.
+            # With batching, threads mostly wait for the batcher, which forms the batches.
             default=8 if settings.BATCHING else 1,
             help="jobs claimed at once (default 8 with batching, else 1)",
         )
@@ -61,7 +61,7 @@ class Command(BaseCommand):
 
             start_http_server(metrics_port)
             logger.info("metrics on :%d/metrics", metrics_port)
-        from generations.engine import warm_up
+        from generations.worker.runtime import warm_up
 
         warm_up(settings.WARMUP_MODELS)
         worker = dramatiq.Worker(
@@ -84,7 +84,10 @@ class Command(BaseCommand):
             settings.DEVICE,
             type(broker).__name__,
         )
-        stopping.wait()
+        # Wake up now and then: the kernel may deliver SIGTERM to any thread (torch's
+        # included), and Python runs the handler only when the main thread wakes.
+        while not stopping.wait(timeout=0.5):
+            pass
         logger.info("stopping: letting jobs in flight finish (up to %ds)", shutdown_timeout)
         worker.stop(timeout=shutdown_timeout * 1000)
         broker.close()

@@ -1,30 +1,39 @@
-"""The Images API and the model list."""
+"""The Images API (generations, edits, variations) and the model list. Thin: validate,
+build one `GenerationRequest`, call one service, render."""
 
 from __future__ import annotations
 
 import re
-import time
 
 from django.conf import settings
-from django.db import connection
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import ratelimit
 from accounts.authentication import HasAPIKey, HasGenerateScope
-from generations import notify, presenters, streaming
+from generations import notify, selectors
+from generations.api import presenters, streaming, waiting
+from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
+from generations.api.serializers import GenerationRequestSerializer
 from generations.catalog import all_models, get_model
-from generations.files import verify
 from generations.models import Generation, new_generation_id
-from generations.serializers import GenerationRequestSerializer
 from generations.services import generation_cancel, generation_create
+from generations.signed_urls import verify
+from generations.types import GenerationRequest
 from imagehub import errors
 from imagehub.storage import images
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
+PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    description="`respond-async` for 202 + polling; `wait=N` seconds",
+)
 
 
 def _prefer(request) -> tuple[bool, float]:
@@ -37,29 +46,10 @@ def _prefer(request) -> tuple[bool, float]:
     return "respond-async" in header, wait
 
 
-def _wait(generation: Generation, event, timeout: float) -> Generation:
-    """Sleep until the worker's completion notice (or a periodic safety re-read)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        generation.refresh_from_db()
-        remaining = deadline - time.monotonic()
-        if generation.is_finished or remaining <= 0:
-            return generation
-        # Hand the database connection back while asleep: hundreds of waiting requests
-        # must not hold hundreds of connections.
-        if not connection.in_atomic_block:
-            connection.close()
-        event.wait(min(remaining, 5.0))
-        event.clear()
-
-
 class ImageGenerationViewSet(viewsets.ViewSet):
     permission_classes = [HasAPIKey, HasGenerateScope]
-    # Edits and variations (generations/edit_views.py) change these two.
+    # Edits and variations change the serializer (and the parsers).
     request_serializer = GenerationRequestSerializer
-
-    def create_record(self, validated: dict, **fields) -> Generation:
-        return generation_create(**fields)
 
     def finalize_response(self, request, response, *args, **kwargs):
         # OpenAI's rate-limit headers on every response of the image API.
@@ -72,51 +62,27 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     @extend_schema(
         request=GenerationRequestSerializer,
         responses={200: dict, 202: dict},
-        parameters=[
-            OpenApiParameter(
-                "Prefer",
-                str,
-                OpenApiParameter.HEADER,
-                description="`respond-async` for 202 + polling; `wait=N` seconds",
-            )
-        ],
+        parameters=[PREFER],
         summary="Create images from a prompt",
     )
     def create(self, request):
         request.rate_window = ratelimit.hit(request.auth)
         serializer = self.request_serializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
+        order = GenerationRequest(**serializer.validated_data)
         key = request.auth
         respond_async, wait_seconds = _prefer(request)
         generation_id = new_generation_id()
         # Subscribe before the job exists, so its completion notice cannot be missed.
         with notify.subscription(generation_id) as done:
-            generation = self.create_record(
-                params,
-                id=generation_id,
+            generation = generation_create(
+                request=order,
                 organization=key.organization,
                 api_key=key,
                 user=key.created_by,
-                end_user=params["end_user"],
-                model=params["model"],
-                prompt=params["prompt"],
-                negative_prompt=params["negative_prompt"],
-                n=params["n"],
-                width=params["width"],
-                height=params["height"],
-                steps=params["steps"],
-                guidance_scale=params["guidance_scale"],
-                seed=params["seed"],
-                quality=params["quality"],
-                response_format=params["response_format"],
-                output_format=params["output_format"],
-                output_compression=params["output_compression"],
-                price=params["price"],
-                unit_price=params["unit_price"],
-                params={k: v for k, v in params.items() if k not in ("spec", "inputs")},
+                generation_id=generation_id,
             )
-            if params["stream"]:
+            if order.stream:
                 return streaming.response(generation)
             if respond_async:
                 response = Response(
@@ -127,7 +93,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
                 response["Location"] = f"/v1/images/generations/{generation.id}"
                 response["x-generation-id"] = generation.id
                 return response
-            generation = _wait(generation, done, wait_seconds)
+            generation = waiting.wait(generation, done, wait_seconds)
         return self._finished(generation, request, wait_seconds)
 
     def _finished(self, generation: Generation, request, waited: float) -> Response:
@@ -137,8 +103,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             return Response(presenters.generation_payload(generation, request), headers=headers)
         if not generation.is_finished:
             raise errors.GatewayTimeout(
-                f"Generation {generation.id} did not finish within {waited:.0f} s. It is still "
-                f"{generation.status}; poll GET /v1/images/generations/{generation.id}.",
+                waiting.still_running_message(generation, waited),
                 code="generation_timeout",
                 headers=headers,
                 extra={"generation_id": generation.id},
@@ -153,9 +118,9 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         raise err
 
     def _own(self, request, pk) -> Generation:
-        generation = Generation.objects.filter(
-            pk=pk, organization=request.auth.organization
-        ).first()
+        generation = selectors.generation_get_owned(
+            organization=request.auth.organization, generation_id=pk
+        )
         if generation is None:
             # Another tenant's id looks exactly like one that does not exist.
             raise errors.NotFound(
@@ -181,6 +146,34 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             generation.status == Generation.Status.CANCELED
         )
         return Response(payload, headers={"x-generation-id": generation.id})
+
+
+class ImageEditViewSet(ImageGenerationViewSet):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    request_serializer = EditRequestSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": EditRequestSerializer, "application/json": dict},
+        responses={200: dict, 202: dict},
+        parameters=[PREFER],
+        summary="Edit an image (image-to-image, or inpainting with a mask)",
+    )
+    def create(self, request):
+        return super().create(request)
+
+
+class ImageVariationViewSet(ImageGenerationViewSet):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    request_serializer = VariationRequestSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": VariationRequestSerializer},
+        responses={200: dict, 202: dict},
+        parameters=[PREFER],
+        summary="Create variations of an image",
+    )
+    def create(self, request):
+        return super().create(request)
 
 
 class ModelViewSet(viewsets.ViewSet):

@@ -1,19 +1,18 @@
 """Request validation of image edits and variations (OpenAI's /v1/images/edits and
 /v1/images/variations), on top of the generation request's rules.
 
-The uploads themselves are checked in generations/uploads.py; what is validated here
-lands in ``validated_data["inputs"]`` (the decoded images and the repaint mask) for the
-view to store with the generation.
+The uploads themselves are checked in generations/api/uploads.py; the validated images
+and the repaint mask land in ``validated_data`` with the rest of the request, and the
+service stores them next to the generation.
 """
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
+from generations.api.serializers import GenerationRequestSerializer, _resolve_size
+from generations.api.uploads import Upload, mask_for, output_size_for, parse_inputs
 from generations.catalog import ModelSpec
-from generations.pricing import request_price
-from generations.serializers import GenerationRequestSerializer, _resolve_size
-from generations.uploads import Upload, mask_for, output_size_for, parse_inputs
 
 DEFAULT_EDIT_STRENGTH = 0.75
 DEFAULT_VARIATION_STRENGTH = 0.6
@@ -46,18 +45,11 @@ class EditRequestSerializer(GenerationRequestSerializer):
         mask_image = (
             mask_for(mask, (images[0].width, images[0].height)) if mask is not None else None
         )
-        # Image-to-image denoises only int(steps × strength) steps: price what runs.
-        denoised = min(int(data["steps"] * strength), data["steps"])
-        unit_price, price = request_price(
-            spec, width=data["width"], height=data["height"], steps=denoised, n=data["n"]
-        )
         data.update(
-            unit_price=unit_price,
-            price=price,
             kind=self.kind,
             strength=strength,
-            masked=mask_image is not None,
-            inputs={"images": images, "mask": mask_image},
+            images=tuple(images),
+            mask=mask_image,
             input_image_tokens=sum(spec.output_tokens(u.width, u.height) for u in images),
         )
         return data

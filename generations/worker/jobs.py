@@ -1,4 +1,5 @@
-"""What a worker does with one generation id: claim, run, store, complete.
+"""What a worker does with one generation id: claim, run, store, complete (the worker
+process's side of a job; the actor in generations/worker/actors.py calls it).
 
 Safe to run again for the same id: a finished job is skipped, a job whose images were
 partly stored generates only the missing ones, and completion is a conditional update.
@@ -14,17 +15,18 @@ import time
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from generations import executor, previews, services
+from generations import previews, services
 from generations.catalog import get_model
-from generations.engine import Canceled, ModelLoadError, OutOfMemory, encode_image, get_engine
-from generations.inputs import load_inputs
+from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
+from generations.engine.encoding import EXTENSIONS, encode_image
 from generations.models import Generation
+from generations.worker import runtime
+from generations.worker.inputs import load_inputs
 from imagehub import metrics
 
 logger = logging.getLogger("generations.jobs")
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
 def run_generation(*, generation_id: str) -> None:
@@ -73,24 +75,25 @@ def _run(generation: Generation) -> None:
     spec = get_model(generation.model)
     if spec is None:
         raise ModelLoadError(f"Model '{generation.model}' is no longer in the catalog.")
-    engine = get_engine()
+    engine = runtime.get_engine()
     stored = set(generation.images.values_list("index", flat=True))
     missing = [i for i in range(generation.n) if i not in stored]
     inference_seconds = generation.inference_seconds
     device_wait_seconds = generation.device_wait_seconds
     if missing:
-        result = executor.run_job(
-            engine,
-            spec,
-            prompt=generation.prompt,
-            negative_prompt=generation.negative_prompt,
-            width=generation.width,
-            height=generation.height,
-            steps=generation.steps,
-            guidance_scale=generation.guidance_scale,
-            seeds=[generation.seed + i for i in missing],
-            should_stop=_cancel_check(generation.id),
-            **_task_inputs(generation),
+        result = runtime.run(
+            RunRequest(
+                spec=spec,
+                prompt=generation.prompt,
+                negative_prompt=generation.negative_prompt,
+                width=generation.width,
+                height=generation.height,
+                steps=generation.steps,
+                guidance_scale=generation.guidance_scale,
+                seeds=[generation.seed + i for i in missing],
+                should_stop=_cancel_check(generation.id),
+                **_task_inputs(generation),
+            )
         )
         inference_seconds = result.inference_seconds
         device_wait_seconds = result.device_wait_seconds
@@ -149,9 +152,7 @@ def _arriving():
 
     if not settings.BATCHING:
         return contextlib.nullcontext()
-    from generations.executor import executor_for
-
-    return executor_for(get_engine()).arriving()
+    return runtime.batcher().arriving()
 
 
 def _cancel_check(generation_id: str, interval: float = 0.2):

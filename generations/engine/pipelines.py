@@ -1,55 +1,36 @@
-"""The diffusers engine: loads catalog models once per process and runs them.
-
-Workers import this; the web process never does (it never runs a model).
+"""Pipelines: loads catalog models once per process (through the memory-budgeted cache)
+and runs them on one device. Knows nothing of Django's ORM or settings: the worker
+passes the device and the memory budget in (generations/worker/runtime.py).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from PIL import Image
 
-from generations.cache import (
+from generations.catalog import ModelSpec
+from generations.engine.cache import (
     MB,
     ModelLoadError,
     PipelineCache,
     default_budget_bytes,
     pipeline_bytes,
 )
-from generations.catalog import ModelSpec
+from generations.engine.types import Canceled, OutOfMemory, RunRequest, RunResult
 from imagehub import metrics
 
-__all__ = ["Canceled", "Engine", "ModelLoadError", "OutOfMemory", "RunResult", "get_engine"]
+__all__ = ["Engine", "resolve_device"]
 
 logger = logging.getLogger("generations.engine")
 
 SEED_MODULUS = 2**63
 _LANCZOS = Image.Resampling.LANCZOS
 _BILINEAR = Image.Resampling.BILINEAR
-
-
-class OutOfMemory(Exception):
-    pass
-
-
-class Canceled(Exception):
-    """Raised between two denoising steps when the job was asked to stop."""
-
-
-@dataclass
-class RunResult:
-    images: list  # PIL images, one per seed, in order
-    inference_seconds: float
-    # Time the job waited for the device (other batches, batch forming).
-    device_wait_seconds: float = 0.0
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -87,15 +68,16 @@ class Engine:
     device runs one call well at a time, so every call holds the device lock.
     """
 
-    def __init__(self, device: str | None = None, *, memory_budget_mb: int | None = None):
+    def __init__(self, device: str = "auto", *, memory_budget_mb: int = 0):
+        """`memory_budget_mb` 0 means most of the device's free memory."""
         import diffusers
         import transformers
 
         # Per-component loading bars would drown the job log lines; we log one line per load.
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
-        self.device = resolve_device(device or settings.DEVICE)
-        budget_mb = settings.MODEL_MEMORY_MB if memory_budget_mb is None else memory_budget_mb
+        self.device = resolve_device(device)
+        budget_mb = memory_budget_mb
         self.cache = PipelineCache(
             device=self.device,
             budget_bytes=budget_mb * MB if budget_mb else default_budget_bytes(self.device),
@@ -104,8 +86,8 @@ class Engine:
         )
         self.lock = self.cache.lock
         self._tokenizers: dict[str, object] = {}
-        # generations.executor.Executor: forms batches; started by the first batchable job.
-        self.executor = None
+        # generations.engine.batcher.Batcher: forms batches; started by the first batchable job.
+        self.batcher = None
 
     # --- loading ------------------------------------------------------------------------
     def pipeline(self, spec: ModelSpec):
@@ -199,53 +181,39 @@ class Engine:
             return 0
         return sum(len(tokenizer(text, truncation=False)["input_ids"]) for text in texts if text)
 
-    def run(
-        self,
-        spec: ModelSpec,
-        *,
-        prompt: str,
-        negative_prompt: str,
-        width: int,
-        height: int,
-        steps: int,
-        guidance_scale: float,
-        seeds: list[int],
-        init_image=None,
-        mask=None,
-        strength: float | None = None,
-        partial_images: int = 0,
-        on_partial=None,
-        should_stop=None,
-    ) -> RunResult:
-        """Text-to-image; image-to-image with `init_image` (and `strength`); inpainting
-        with `mask` too ('L', white = repaint): the pixels it keeps come back unchanged.
-        With `partial_images`, `on_partial(k, image)` gets previews as the steps run;
-        `should_stop()` is asked after every step and ends the run with Canceled."""
-        from generations import previews
+    def run(self, request: RunRequest) -> RunResult:
+        """One job's images (see RunRequest); inpainting gives back the pixels it keeps
+        unchanged."""
+        from generations.engine import previews
+
+        spec, mask, init_image = request.spec, request.mask, request.init_image
+        width, height = request.width, request.height
 
         with self.lock:
             pipe = self.pipeline(spec)
-            kwargs = {"prompt": prompt}
+            kwargs = {"prompt": request.prompt}
             if init_image is not None:
                 init_image = init_image.convert("RGB").resize((width, height), _LANCZOS)
-                kwargs.update(image=init_image, strength=strength)
+                kwargs.update(image=init_image, strength=request.strength)
                 if mask is not None:
                     mask = mask.convert("L").resize((width, height), _BILINEAR)
                     kwargs["mask_image"] = mask
                 pipe = self.derived(spec, "inpaint" if mask is not None else "img2img")
-            kwargs.update(self._common(spec, pipe, width, height, steps, guidance_scale, seeds))
-            kwargs["num_images_per_prompt"] = len(seeds)
+            kwargs.update(self._common(pipe, request, request.seeds))
+            kwargs["num_images_per_prompt"] = len(request.seeds)
             callbacks = []
-            if partial_images and on_partial is not None:
+            if request.partial_images and request.on_partial is not None:
                 callbacks.append(
-                    previews.step_callback(spec, width, height, partial_images, on_partial)
+                    previews.step_callback(
+                        spec, width, height, request.partial_images, request.on_partial
+                    )
                 )
-            if should_stop is not None:
-                callbacks.append(_stop_callback(should_stop))
+            if request.should_stop is not None:
+                callbacks.append(_stop_callback(request.should_stop))
             if callbacks:
                 kwargs["callback_on_step_end"] = _chain(callbacks)
-            if negative_prompt and spec.supports_negative_prompt:
-                kwargs["negative_prompt"] = negative_prompt
+            if request.negative_prompt and spec.supports_negative_prompt:
+                kwargs["negative_prompt"] = request.negative_prompt
             images, elapsed = self._call(spec, pipe, kwargs)
         if mask is not None:
             # The pipelines blend in latent space and re-decode every pixel; users expect
@@ -253,52 +221,44 @@ class Engine:
             images = [Image.composite(im.convert("RGB"), init_image, mask) for im in images]
         return RunResult(images=images, inference_seconds=elapsed)
 
-    def run_batch(
-        self,
-        spec: ModelSpec,
-        *,
-        requests: list[tuple[str, str, list[int]]],
-        width: int,
-        height: int,
-        steps: int,
-        guidance_scale: float,
-        should_stop=None,
-    ) -> tuple[list[list], float]:
-        """Several text-to-image requests (prompt, negative prompt, seeds) in one pipeline
-        call: one prompt and one generator per image, so each image depends only on its
-        own request and seed. Returns the images of each request and the call's seconds.
-        Either all requests have a negative prompt or none (SDXL treats "" and none
-        differently)."""
-        prompts = [prompt for prompt, _, seeds in requests for _ in seeds]
-        negatives = [negative for _, negative, seeds in requests for _ in seeds]
-        seeds = [seed for _, _, each in requests for seed in each]
+    def run_batch(self, requests: list[RunRequest], should_stop=None) -> tuple[list[list], float]:
+        """Several text-to-image requests of one batch key in one pipeline call: one
+        prompt and one generator per image, so each image depends only on its own request
+        and seed. Returns the images of each request and the call's seconds. Either all
+        requests have a negative prompt or none (SDXL treats "" and none differently)."""
+        first = requests[0]
+        spec = first.spec
+        prompts = [r.prompt for r in requests for _ in r.seeds]
+        negatives = [r.negative_prompt for r in requests for _ in r.seeds]
+        seeds = [seed for r in requests for seed in r.seeds]
         with self.lock:
             pipe = self.pipeline(spec)
             kwargs = {"prompt": prompts, "num_images_per_prompt": 1}
-            kwargs.update(self._common(spec, pipe, width, height, steps, guidance_scale, seeds))
+            kwargs.update(self._common(pipe, first, seeds))
             if should_stop is not None:
                 kwargs["callback_on_step_end"] = _stop_callback(should_stop)
             if spec.supports_negative_prompt and all(negatives):
                 kwargs["negative_prompt"] = negatives
             images, elapsed = self._call(spec, pipe, kwargs)
         split, at = [], 0
-        for _, _, each in requests:
-            split.append(images[at : at + len(each)])
-            at += len(each)
+        for r in requests:
+            split.append(images[at : at + len(r.seeds)])
+            at += len(r.seeds)
         return split, elapsed
 
-    def _common(self, spec, pipe, width, height, steps, guidance_scale, seeds) -> dict:
+    def _common(self, pipe, request: RunRequest, seeds: list[int]) -> dict:
         import torch
 
+        spec = request.spec
         kwargs = {
-            "num_inference_steps": steps,
-            "guidance_scale": guidance_scale,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
             # One generator per image: an image depends on its own seed alone.
             "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
             "output_type": "pil",
         }
         if _takes(pipe, "width"):
-            kwargs.update(height=height, width=width)
+            kwargs.update(height=request.height, width=request.width)
         if spec.max_sequence_length:
             kwargs["max_sequence_length"] = spec.max_sequence_length
         return kwargs
@@ -341,48 +301,3 @@ def _takes(pipe, name: str) -> bool:
     import inspect
 
     return name in inspect.signature(pipe.__call__).parameters
-
-
-def encode_image(image, output_format: str, compression: int | None) -> tuple[bytes, str]:
-    """Encode a PIL image; `compression` (0-100) is the quality for jpeg and webp."""
-    buffer = io.BytesIO()
-    if output_format == "jpeg":
-        image.convert("RGB").save(
-            buffer, format="JPEG", quality=compression if compression is not None else 95
-        )
-        return buffer.getvalue(), "image/jpeg"
-    if output_format == "webp":
-        image.save(buffer, format="WEBP", quality=compression if compression is not None else 90)
-        return buffer.getvalue(), "image/webp"
-    image.save(buffer, format="PNG")
-    return buffer.getvalue(), "image/png"
-
-
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def warm_up(model_ids: list[str]) -> None:
-    """Import the heavy libraries and load the listed models before the first job."""
-    from generations.catalog import get_model
-
-    engine = get_engine()
-    for model_id in model_ids:
-        spec = get_model(model_id)
-        if spec is None:
-            logger.warning("warm-up: model %s is not in the catalog", model_id)
-            continue
-        try:
-            engine.pipeline(spec)
-        except ModelLoadError as exc:
-            logger.warning("warm-up: %s", exc)
-
-
-def get_engine() -> Engine:
-    """The process-wide engine: pipelines load once per worker process and are reused."""
-    global _engine
-    if _engine is None:
-        with _engine_lock:
-            if _engine is None:
-                _engine = Engine()
-    return _engine

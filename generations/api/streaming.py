@@ -22,10 +22,10 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db import connection
 from django.http import StreamingHttpResponse
 
-from generations import notify, presenters, previews
+from generations import notify, previews
+from generations.api import presenters, waiting
 from generations.models import Generation
 
 
@@ -53,14 +53,12 @@ def events(generation: Generation, timeout: float) -> Iterator[bytes]:
     count = generation.params.get("partial_images") or 0
     prefix = _prefix(generation)
     keys = [previews.partial_key(generation.id, k) for k in range(count)]
-    deadline = time.monotonic() + timeout
     sent = 0
     try:
         # Subscribing first and re-reading after means no notice can be missed: what
         # happened before the subscription is in the database and the storage.
         with notify.subscription(generation.id, *keys) as wake:
-            while True:
-                generation.refresh_from_db()
+            for generation in waiting.updates(generation, wake, timeout):  # noqa: B020
                 # Previews are stored before the job completes, so a finished job's
                 # previews are all there: send them first, as OpenAI does.
                 while sent < count:
@@ -72,20 +70,13 @@ def events(generation: Generation, timeout: float) -> Iterator[bytes]:
                     payload["partial_image_index"] = sent
                     yield _event(payload["type"], payload)
                     sent += 1
-                remaining = deadline - time.monotonic()
-                if generation.is_finished or remaining <= 0:
-                    break
-                if not connection.in_atomic_block:
-                    connection.close()  # no idle connection held while the stream waits
-                wake.wait(min(remaining, 5.0))
-                wake.clear()
-        yield from _final(generation, prefix)
+        yield from _final(generation, prefix, timeout)
     finally:
         if count:
             previews.delete_previews(generation.id, count, generation.output_format)
 
 
-def _final(generation: Generation, prefix: str) -> Iterator[bytes]:
+def _final(generation: Generation, prefix: str, waited: float) -> Iterator[bytes]:
     if generation.status == Generation.Status.SUCCEEDED:
         usage = presenters.usage(generation)
         for image in generation.images.all():
@@ -102,10 +93,7 @@ def _final(generation: Generation, prefix: str) -> Iterator[bytes]:
         error_type = "server_error"
     else:
         code, error_type = "generation_timeout", "server_error"
-        message = (
-            f"Generation {generation.id} did not finish in time. It is still "
-            f"{generation.status}; poll GET /v1/images/generations/{generation.id}."
-        )
+        message = waiting.still_running_message(generation, waited)
     error = {"message": message, "type": error_type, "param": None, "code": code}
     yield _event("error", {"type": "error", "error": {**error, "generation_id": generation.id}})
 

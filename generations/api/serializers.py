@@ -1,4 +1,6 @@
-"""Request validation and response shapes of the Images API.
+"""Request validation of the Images API: validated data is the keyword arguments of a
+`GenerationRequest` (generations/types.py). Validation only: pricing, seeds and
+permissions are the service's business.
 
 Every invalid field becomes a 400 that names it as `param`, like OpenAI's API does.
 """
@@ -6,13 +8,12 @@ Every invalid field becomes a 400 that names it as `param`, like OpenAI's API do
 from __future__ import annotations
 
 import re
-import secrets
 
+from django.conf import settings
 from rest_framework import serializers
 
 from generations.catalog import QUALITIES, ModelSpec, get_model
-from generations.pricing import request_price
-from imagehub.errors import NotFound, PermissionError_
+from imagehub.errors import NotFound
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 MAX_SEED = 2**63 - 1
@@ -74,33 +75,9 @@ class GenerationRequestSerializer(StrictSerializer):
     )
 
     def validate(self, attrs):
-        spec = get_model(attrs.get("model"))
-        if spec is None:
-            raise NotFound(
-                f"The model '{attrs.get('model')}' does not exist. GET /v1/models lists the "
-                "models this server offers.",
-                param="model",
-                code="model_not_found",
-            )
-        key = self.context["request"].auth if "request" in self.context else None
-        if key is not None and not key.allows_model(spec.id):
-            raise PermissionError_(
-                f"This API key may not use the model '{spec.id}'.",
-                param="model",
-                code="model_not_allowed",
-            )
+        spec = _resolve_model(attrs.get("model"))
         prompt = self.resolve_prompt(spec, attrs)
-        if len(prompt) > spec.max_prompt_chars:
-            raise serializers.ValidationError(
-                {
-                    "prompt": f"The prompt is {len(prompt)} characters long; model '{spec.id}' "
-                    f"accepts at most {spec.max_prompt_chars}."
-                }
-            )
-        if attrs.get("negative_prompt") and not spec.supports_negative_prompt:
-            raise serializers.ValidationError(
-                {"negative_prompt": f"Model '{spec.id}' does not use a negative prompt."}
-            )
+        _check_prompts(spec, prompt, attrs.get("negative_prompt"))
         n = attrs.get("n") or 1
         if n > spec.max_n:
             raise serializers.ValidationError(
@@ -111,12 +88,9 @@ class GenerationRequestSerializer(StrictSerializer):
             )
         width, height = self.resolve_size(spec, attrs)
         steps, quality = _resolve_steps(spec, attrs)
-        unit_price, price = request_price(spec, width=width, height=height, steps=steps, n=n)
         guidance = attrs.get("guidance_scale")
-        seed = attrs.get("seed")
         return {
             "spec": spec,
-            "model": spec.id,
             "prompt": prompt,
             "negative_prompt": attrs.get("negative_prompt") or "",
             "n": n,
@@ -125,20 +99,17 @@ class GenerationRequestSerializer(StrictSerializer):
             "steps": steps,
             "quality": quality,
             "guidance_scale": spec.default_guidance if guidance is None else guidance,
-            # Without a seed we draw one and record it, so any image can be reproduced.
-            "seed": secrets.randbelow(2**32) if seed is None else seed,
-            "response_format": attrs.get("response_format") or _default_response_format(),
+            "seed": attrs.get("seed"),
+            "response_format": attrs.get("response_format") or settings.DEFAULT_RESPONSE_FORMAT,
             "output_format": attrs.get("output_format") or "png",
             "output_compression": attrs.get("output_compression"),
             "end_user": attrs.get("user") or "",
             "style": attrs.get("style"),
             "stream": bool(attrs.get("stream")),
             "partial_images": attrs.get("partial_images") or 0,
-            "unit_price": unit_price,
-            "price": price,
         }
 
-    # Hooks that edits and variations override (generations/edit_serializers.py).
+    # Hooks that edits and variations override (generations/api/edit_serializers.py).
     def resolve_prompt(self, spec: ModelSpec, attrs: dict) -> str:
         prompt = attrs["prompt"]
         if not prompt.strip():
@@ -149,10 +120,30 @@ class GenerationRequestSerializer(StrictSerializer):
         return _resolve_size(spec, attrs)
 
 
-def _default_response_format() -> str:
-    from django.conf import settings
+def _resolve_model(name: str | None) -> ModelSpec:
+    spec = get_model(name)
+    if spec is None:
+        raise NotFound(
+            f"The model '{name}' does not exist. GET /v1/models lists the models this "
+            "server offers.",
+            param="model",
+            code="model_not_found",
+        )
+    return spec
 
-    return getattr(settings, "DEFAULT_RESPONSE_FORMAT", "b64_json")
+
+def _check_prompts(spec: ModelSpec, prompt: str, negative_prompt: str | None) -> None:
+    if len(prompt) > spec.max_prompt_chars:
+        raise serializers.ValidationError(
+            {
+                "prompt": f"The prompt is {len(prompt)} characters long; model '{spec.id}' "
+                f"accepts at most {spec.max_prompt_chars}."
+            }
+        )
+    if negative_prompt and not spec.supports_negative_prompt:
+        raise serializers.ValidationError(
+            {"negative_prompt": f"Model '{spec.id}' does not use a negative prompt."}
+        )
 
 
 def _resolve_size(spec: ModelSpec, attrs: dict) -> tuple[int, int]:

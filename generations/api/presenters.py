@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from generations.files import signed_url
 from generations.models import Generation
+from generations.signed_urls import signed_url
 
 # How a failed generation maps to an HTTP status when a client waited for it.
 FAILURE_STATUS = {

@@ -1,21 +1,21 @@
-"""Dynamic batching: one executor thread per device runs the pipeline calls of every
+"""Dynamic batching: one batcher thread per device runs the pipeline calls of every
 worker thread of the process, putting compatible text-to-image jobs into one call.
 
-A worker thread claims its job as before, hands the executor a `Job` and waits on its
-future; then it stores the images and completes the record itself (money moves in
+A worker thread claims its job as before, hands the batcher a `RunRequest` and waits on
+its future; then it stores the images and completes the record itself (money moves in
 services, once per generation, as without batching).
 
 How a batch forms: the oldest waiting job leads. Jobs for the same model, size, steps,
 guidance (and all with or all without a negative prompt) join it, oldest first, up to
-the model's `max_batch_images`; the executor waits up to IMAGEHUB_BATCH_WAIT_MS after
+the model's `max_batch_images`; the batcher waits up to `batch_wait_ms` after
 the leader arrived for more. Under load jobs queue while a batch runs, so the next batch
 forms without waiting. Sizes above the model's `max_batch_pixels` run alone; edits,
-variations and streaming requests never come here (the runner runs them directly under
+variations and streaming requests never come here (the worker runs them directly under
 the same device lock).
 
 Cancel: a job canceled before its batch starts leaves it. A running batch stops only
 when all its jobs asked to stop; otherwise it finishes and the jobs that asked get
-Canceled instead of their images (the runner marks them canceled, the hold comes back).
+Canceled instead of their images (the worker marks them canceled, the hold comes back).
 
 Out of memory: a batch that runs out of device memory is split in halves and each half
 retried; a job that runs out of memory alone fails with `out_of_memory`.
@@ -24,6 +24,7 @@ retried; a job that runs out of memory alone fails with `out_of_memory`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -32,36 +33,15 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
-from generations.catalog import ModelSpec
-from generations.engine import Canceled, Engine, OutOfMemory, RunResult
+from generations.engine.pipelines import Engine
+from generations.engine.types import Canceled, OutOfMemory, RunRequest, RunResult
 
 logger = logging.getLogger("generations.engine")
-
-# What a job that may share a batch is made of; anything else (an input image, previews)
-# makes it run alone.
-BATCH_PARAMS = {
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "steps",
-    "guidance_scale",
-    "seeds",
-}
 
 
 @dataclass(eq=False)
 class Job:
-    spec: ModelSpec
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    seeds: list[int]
+    request: RunRequest
     future: Future = field(default_factory=Future)
     # Set by the waiting worker thread: its client canceled, or it gave up (time limit).
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -69,25 +49,7 @@ class Job:
 
     @property
     def images(self) -> int:
-        return len(self.seeds)
-
-    @property
-    def batchable(self) -> bool:
-        return (
-            self.width * self.height <= self.spec.max_batch_pixels
-            and self.spec.max_batch_images > 1
-        )
-
-    def key(self) -> tuple:
-        with_negative = bool(self.negative_prompt) and self.spec.supports_negative_prompt
-        return (
-            self.spec.id,
-            self.width,
-            self.height,
-            self.steps,
-            self.guidance_scale,
-            with_negative,
-        )
+        return self.request.images
 
 
 @dataclass(frozen=True)
@@ -101,9 +63,10 @@ class BatchRecord:
     seconds: float
 
 
-class Executor:
-    def __init__(self, engine: Engine):
+class Batcher:
+    def __init__(self, engine: Engine, *, batch_wait_ms: float):
         self.engine = engine
+        self.batch_wait_ms = batch_wait_ms
         self._queue: queue.Queue[Job] = queue.Queue()
         self._pending: list[Job] = []  # taken off the queue, not yet run (executor thread)
         self._running = threading.Event()
@@ -116,7 +79,7 @@ class Executor:
         # The latest pipeline calls, newest last (for operators and tests).
         self.history: deque[BatchRecord] = deque(maxlen=256)
         self._thread = threading.Thread(
-            target=self._loop, name=f"imagehub-executor-{engine.device}", daemon=True
+            target=self._loop, name=f"imagehub-batcher-{engine.device}", daemon=True
         )
         self._thread.start()
 
@@ -137,10 +100,11 @@ class Executor:
             with self._incoming_lock:
                 self._incoming -= 1
 
-    def submit(self, job: Job) -> Future:
+    def submit(self, request: RunRequest) -> Job:
         self._arrived()
+        job = Job(request)
         self._queue.put(job)
-        return job.future
+        return job
 
     def waiting(self) -> int:
         """Jobs submitted and not started yet."""
@@ -153,13 +117,13 @@ class Executor:
     def resume(self) -> None:
         self._running.set()
 
-    # --- the executor thread ----------------------------------------------------------
+    # --- the batcher thread ----------------------------------------------------------
     def _loop(self) -> None:
         while True:
             try:
                 self._step()
             except Exception:  # noqa: BLE001 - the executor must outlive any one batch
-                logger.exception("executor step failed")
+                logger.exception("batcher step failed")
 
     def _step(self) -> None:
         if not self._pending:
@@ -168,8 +132,9 @@ class Executor:
         self._take_queued()
         head = self._pending[0]
         batch = self._gather(head)
-        while head.batchable and sum(job.images for job in batch) < head.spec.max_batch_images:
-            remaining = head.arrived + settings.BATCH_WAIT_MS / 1000 - time.monotonic()
+        cap = head.request.spec.max_batch_images
+        while head.request.may_share_a_batch and sum(job.images for job in batch) < cap:
+            remaining = head.arrived + self.batch_wait_ms / 1000 - time.monotonic()
             if remaining <= 0 or (self._incoming <= 0 and self._queue.empty()):
                 break
             try:
@@ -197,14 +162,15 @@ class Executor:
 
     def _gather(self, head: Job) -> list[Job]:
         """The leader and the compatible jobs behind it, oldest first, within the cap."""
-        if not head.batchable:
+        if not head.request.may_share_a_batch:
             return [head]
-        batch, images, key = [head], head.images, head.key()
+        batch, images, key = [head], head.images, head.request.batch_key()
+        cap = head.request.spec.max_batch_images
         for job in self._pending[1:]:
             if (
-                job.batchable
-                and job.key() == key
-                and images + job.images <= head.spec.max_batch_images
+                job.request.may_share_a_batch
+                and job.request.batch_key() == key
+                and images + job.images <= cap
             ):
                 batch.append(job)
                 images += job.images
@@ -215,26 +181,12 @@ class Executor:
         started = time.monotonic()
         try:
             if len(jobs) == 1:
-                result = self.engine.run(
-                    first.spec,
-                    prompt=first.prompt,
-                    negative_prompt=first.negative_prompt,
-                    width=first.width,
-                    height=first.height,
-                    steps=first.steps,
-                    guidance_scale=first.guidance_scale,
-                    seeds=first.seeds,
-                    should_stop=first.cancel.is_set,
-                )
+                request = dataclasses.replace(first.request, should_stop=first.cancel.is_set)
+                result = self.engine.run(request)
                 images, seconds = [result.images], result.inference_seconds
             else:
                 images, seconds = self.engine.run_batch(
-                    first.spec,
-                    requests=[(job.prompt, job.negative_prompt, job.seeds) for job in jobs],
-                    width=first.width,
-                    height=first.height,
-                    steps=first.steps,
-                    guidance_scale=first.guidance_scale,
+                    [job.request for job in jobs],
                     should_stop=lambda: all(job.cancel.is_set() for job in jobs),
                 )
         except OutOfMemory as exc:
@@ -244,7 +196,7 @@ class Executor:
             half = len(jobs) // 2
             logger.warning(
                 "batch model=%s jobs=%d ran out of memory; retrying as %d + %d jobs",
-                first.spec.id,
+                first.request.spec.id,
                 len(jobs),
                 half,
                 len(jobs) - half,
@@ -257,12 +209,12 @@ class Executor:
                 job.future.set_exception(exc)
             return
         record = BatchRecord(
-            model=first.spec.id,
+            model=first.request.spec.id,
             jobs=len(jobs),
             images=sum(job.images for job in jobs),
-            width=first.width,
-            height=first.height,
-            steps=first.steps,
+            width=first.request.width,
+            height=first.request.height,
+            steps=first.request.steps,
             seconds=seconds,
         )
         self.history.append(record)
@@ -292,29 +244,27 @@ class Executor:
 _lock = threading.Lock()
 
 
-def executor_for(engine: Engine) -> Executor:
-    if engine.executor is None:
+def batcher_for(engine: Engine, *, batch_wait_ms: float) -> Batcher:
+    """The device's batcher, started on first use."""
+    if engine.batcher is None:
         with _lock:
-            if engine.executor is None:
-                engine.executor = Executor(engine)
-    return engine.executor
+            if engine.batcher is None:
+                engine.batcher = Batcher(engine, batch_wait_ms=batch_wait_ms)
+    return engine.batcher
 
 
-def run_job(engine: Engine, spec: ModelSpec, *, should_stop, **params) -> RunResult:
-    """Run one job's images: through the device's executor when it may share a batch,
-    directly (under the same device lock) otherwise."""
-    if not settings.BATCHING or set(params) - BATCH_PARAMS:
-        return engine.run(spec, should_stop=should_stop, **params)
-    job = Job(spec=spec, **params)
-    future = executor_for(engine).submit(job)
+def run_batched(batcher: Batcher, request: RunRequest) -> RunResult:
+    """Run one job's images through the batcher (the calling thread waits for them);
+    `request.should_stop` is asked while it waits."""
+    job = batcher.submit(request)
     try:
         while True:
             try:
                 # Short waits keep this thread responsive to Dramatiq's time limit, which
                 # interrupts Python code only.
-                return future.result(timeout=0.05)
+                return job.future.result(timeout=0.05)
             except TimeoutError:
-                if should_stop():
+                if request.should_stop is not None and request.should_stop():
                     job.cancel.set()
     except BaseException:
         job.cancel.set()  # nobody waits for it any more: skip it or drop its images

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations import edit_views, views
+from generations.api import views
 
 create = views.ImageGenerationViewSet.as_view({"post": "create"})
 retrieve = views.ImageGenerationViewSet.as_view({"get": "retrieve"})
@@ -12,12 +12,12 @@ urlpatterns = [
     path("api/images/generations", create),
     path(
         "v1/images/edits",
-        edit_views.ImageEditViewSet.as_view({"post": "create"}),
+        views.ImageEditViewSet.as_view({"post": "create"}),
         name="image-edits",
     ),
     path(
         "v1/images/variations",
-        edit_views.ImageVariationViewSet.as_view({"post": "create"}),
+        views.ImageVariationViewSet.as_view({"post": "create"}),
         name="image-variations",
     ),
     path("v1/images/generations/<str:pk>", retrieve, name="image-generation-detail"),

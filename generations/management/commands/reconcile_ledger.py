@@ -4,13 +4,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import CreditEntry, Organization
 from accounts.reconcile import ledger_mismatches
+from generations.selectors import held_work
 
 
 class Command(BaseCommand):
     help = "Check every organization's balances and every generation's money against the ledger."
 
     def handle(self, *args, **options):
-        problems = list(ledger_mismatches())
+        problems = list(ledger_mismatches(held_work()))
         for line in problems:
             self.stderr.write(line)
         if problems:

@@ -1,0 +1,43 @@
+"""What accounts needs to know from the apps above it, without importing them.
+
+accounts sits below generations: it never imports it. Where it needs an answer only
+generations has (which models exist, how many jobs are in flight), generations registers
+a function here when it starts (generations/apps.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def _no_models() -> list[str]:
+    return []
+
+
+def _no_model(name: str) -> str | None:
+    return None
+
+
+def _no_jobs() -> dict[str, int]:
+    return {}
+
+
+@dataclass
+class Hooks:
+    # Catalog model ids, for the key form's allowlist.
+    model_ids: Callable[[], list[str]] = field(default=_no_models)
+    # A model id or alias -> its catalog id (None if unknown).
+    resolve_model: Callable[[str], str | None] = field(default=_no_model)
+    # Jobs by state for the operator dashboard ({"queued": 3, "running": 1, ...}).
+    job_counts: Callable[[], dict[str, int]] = field(default=_no_jobs)
+
+
+hooks = Hooks()
+
+
+def register(**functions: Callable) -> None:
+    for name, function in functions.items():
+        if not hasattr(hooks, name):
+            raise AttributeError(f"accounts.hooks has no hook named {name!r}")
+        setattr(hooks, name, function)

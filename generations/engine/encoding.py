@@ -1,0 +1,22 @@
+"""Image files from PIL images: the formats of the Images API."""
+
+from __future__ import annotations
+
+import io
+
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+
+def encode_image(image, output_format: str, compression: int | None) -> tuple[bytes, str]:
+    """Encode a PIL image; `compression` (0-100) is the quality for jpeg and webp."""
+    buffer = io.BytesIO()
+    if output_format == "jpeg":
+        image.convert("RGB").save(
+            buffer, format="JPEG", quality=compression if compression is not None else 95
+        )
+        return buffer.getvalue(), "image/jpeg"
+    if output_format == "webp":
+        image.save(buffer, format="WEBP", quality=compression if compression is not None else 90)
+        return buffer.getvalue(), "image/webp"
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png"

@@ -1,0 +1,77 @@
+"""The engine's public types: what a run asks for, what it gives back, how it fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from generations.catalog import ModelSpec
+from generations.engine.cache import ModelLoadError
+
+__all__ = ["Canceled", "ModelLoadError", "OutOfMemory", "RunRequest", "RunResult"]
+
+
+class OutOfMemory(Exception):
+    pass
+
+
+class Canceled(Exception):
+    """Raised between two denoising steps when the job was asked to stop."""
+
+
+@dataclass
+class RunRequest:
+    """One job's images: text-to-image; image-to-image with `init_image` (and
+    `strength`); inpainting with `mask` too ('L', white = repaint). With
+    `partial_images`, `on_partial(k, image)` gets previews as the steps run;
+    `should_stop()` is asked after every step and ends the run with Canceled."""
+
+    spec: ModelSpec
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seeds: list[int]
+    init_image: Any = None
+    mask: Any = None
+    strength: float | None = None
+    partial_images: int = 0
+    on_partial: Callable[[int, Any], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+    @property
+    def images(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def may_share_a_batch(self) -> bool:
+        """Plain text-to-image that fits the model's batch limits (an input image or
+        previews make a job run alone)."""
+        return (
+            self.init_image is None
+            and not self.partial_images
+            and self.width * self.height <= self.spec.max_batch_pixels
+            and self.spec.max_batch_images > 1
+        )
+
+    def batch_key(self) -> tuple:
+        with_negative = bool(self.negative_prompt) and self.spec.supports_negative_prompt
+        return (
+            self.spec.id,
+            self.width,
+            self.height,
+            self.steps,
+            self.guidance_scale,
+            with_negative,
+        )
+
+
+@dataclass
+class RunResult:
+    images: list  # PIL images, one per seed, in order
+    inference_seconds: float
+    # Time the job waited for the device (other batches, batch forming).
+    device_wait_seconds: float = 0.0

@@ -7,20 +7,26 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
 WEB_THREADS ?= 64
+# A SIGTERM lets requests waiting for their images finish: at least the sync wait
+# (IMAGEHUB_SYNC_WAIT_SECONDS, 300 s), plus time to send the answer. Raise both together.
+GRACEFUL_TIMEOUT ?= 330
+GUNICORN_OPTS = --worker-class gthread --threads $(WEB_THREADS) --timeout 360 \
+  --graceful-timeout $(GRACEFUL_TIMEOUT) --keep-alive 75
 STAMP := $(VENV)/.installed
+# torch: scripts/install-torch picks the build (CPU index without an NVIDIA GPU, CUDA
+# build with one). TORCH_SPEC (default torch==2.13.0) and TORCH_INDEX_URL override it.
+export TORCH_SPEC TORCH_INDEX_URL
 
-.PHONY: install run web worker test bench bench-services lint format migrate demo-models clean
+.PHONY: install torch run web worker test test-pythons check-deploy bench bench-services \
+  lint format migrate demo-models clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@# torch first: the CPU build where there is no NVIDIA GPU (a plain requirement would
-	@# pull the multi-GB CUDA build); the normal build on a GPU host.
-	@$(PY) -c "import torch" 2>/dev/null || { \
-	  if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install torch; \
-	  else $(PY) -m pip install torch==2.13.0; fi; }
+	@# torch first, the right build (a plain requirement pulls the multi-GB CUDA build).
+	@$(PY) -c "import torch" 2>/dev/null || scripts/install-torch $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@# The browser tests drive Debian's chromium through Playwright (no browser download).
 	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null 2>&1 && \
@@ -28,6 +34,11 @@ $(STAMP): pyproject.toml Makefile
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: /usr/bin/chromium missing; the browser tests will be skipped"
 	@touch $(STAMP)
+
+# (Re)install torch in .venv, e.g. `make torch TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128`.
+torch:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	scripts/install-torch $(PY)
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -40,22 +51,35 @@ run: migrate demo-models
 	@echo "imagehub on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs/)"
 	@echo "create a key: $(PY) manage.py create_api_key you@example.com --credits 1000000"
 	IMAGEHUB_WARMUP_MODELS=$${IMAGEHUB_WARMUP_MODELS-demo-sd} \
-	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers 1 \
-	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 --keep-alive 75 \
+	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers 1 $(GUNICORN_OPTS) \
 	  --access-logfile - --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 # Production-style: a web process and separate workers sharing DATABASE_URL and
 # DRAMATIQ_BROKER_URL (see README, "Deploying").
 web: migrate
 	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers $${WEB_WORKERS:-2} \
-	  --worker-class gthread --threads $(WEB_THREADS) --timeout 360 --keep-alive 75
+	  $(GUNICORN_OPTS)
 
 worker: install demo-models
 	$(PY) manage.py runworker $${WORKER_THREADS:+--threads $$WORKER_THREADS}
 
+# The test database is this clone's own (imagehub/settings_test.py); one a killed run or a
+# failed teardown left behind is dropped before and after the suite.
 test: install
 	$(PY) manage.py build_demo_models
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) scripts/drop_test_database.py
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(PY) scripts/drop_test_database.py; exit $$status
+
+# Install + the install smoke test on the other supported Pythons (TEST_PYTHONS="3.12 3.13"),
+# each in a throwaway venv; see scripts/test-pythons.
+test-pythons:
+	scripts/test-pythons $(TEST_PYTHONS)
+
+# What can be checked of the deployment files without a container engine: the compose
+# file (docker compose or docker-compose config) and the kustomize base (kubectl).
+check-deploy:
+	scripts/check-deploy
 
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md

@@ -105,6 +105,9 @@ def stack(database_url, tmp_path_factory):
         .stdout.strip()
         .splitlines()[-1]
     )
+    # gunicorn appends to its access log: start each run with an empty one, so that a
+    # rerun does not count the earlier run's processes.
+    open(logs / "access.log", "w").close()
     port = _free_port()
     web = subprocess.Popen(
         [

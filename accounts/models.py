@@ -299,3 +299,26 @@ class Invitation(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "pending"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` on a request that creates or charges. The same key
+    with the same request, within the retention, gets back what the first request made
+    (`reference`, e.g. a generation id) instead of doing it again."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body of the first request.
+    fingerprint = models.CharField(max_length=64)
+    reference = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "key"], name="one_idempotency_key_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}:{self.key} -> {self.reference}"

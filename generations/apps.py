@@ -20,4 +20,5 @@ class GenerationsConfig(AppConfig):
             resolve_model=resolve_model,
             job_counts=selectors.job_counts,
         )
+        broker.before_send(embedded.ensure_started)
         broker.at_server_start(embedded.start_with_server)

@@ -72,9 +72,18 @@ class Generation(models.Model):
     )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    # Claims so far (a job taken over from a dead worker is claimed again).
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Renewed every few seconds by the worker running the job; a job whose heartbeat
+    # stopped is taken over (generations/worker/liveness.py).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The outbox: when a still-queued job's message is sent again (it may have been lost
+    # by the broker, or never sent because the broker was down), and how often it was.
+    redispatch_at = models.DateTimeField(null=True, blank=True)
+    dispatches = models.PositiveSmallIntegerField(default=0)
+    # Times the recovery loop took the job over from a dead worker.
+    recoveries = models.PositiveSmallIntegerField(default=0)
     # Set by a cancel request while the job runs; the worker stops at the next step.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
@@ -96,7 +105,11 @@ class Generation(models.Model):
     device_wait_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"])]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "redispatch_at"], name="generation_redispatch"),
+            models.Index(fields=["status", "heartbeat_at"], name="generation_heartbeat"),
+        ]
 
     def __str__(self) -> str:
         return self.id

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
-from django.db.models import Count
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
 
 from accounts.ledger import month_of
 from accounts.models import Organization
@@ -18,13 +21,42 @@ def generation_get_owned(*, organization: Organization, generation_id: str) -> G
 
 
 def job_counts() -> dict[str, int]:
-    """Generations in flight by status (for the operator dashboard)."""
+    """Jobs in flight by status, and what the recovery loop did in the last 24 hours
+    (for the operator dashboard)."""
     counts = dict(
         Generation.objects.filter(status__in=Generation.ACTIVE)
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    return {status: counts.get(status, 0) for status in Generation.ACTIVE}
+    day_ago = timezone.now() - timedelta(days=1)
+    recent = Generation.objects.filter(created_at__gte=day_ago)
+    return {
+        **{status: counts.get(status, 0) for status in Generation.ACTIVE},
+        "recovered_24h": recent.filter(recoveries__gt=0).count(),
+        "redispatched_24h": recent.filter(dispatches__gt=1).count(),
+        "worker_lost_24h": recent.filter(status="failed", error_code="worker_lost").count(),
+    }
+
+
+def stale_holds(now=None) -> list[Generation]:
+    """Unfinished generations whose credits have been held for longer than any live job
+    could hold them: running with no heartbeat for longer than the job time limit plus
+    the takeover time, or queued for longer than the queue timeout plus the takeover
+    time. The recovery loop settles these; any here means no worker is running it."""
+    now = now or timezone.now()
+    takeover = timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
+    run_limit = now - timedelta(seconds=settings.GENERATION_TIME_LIMIT_SECONDS) - takeover
+    queue_limit = now - timedelta(seconds=settings.GENERATION_QUEUE_TIMEOUT_SECONDS) - takeover
+    return list(
+        Generation.objects.filter(
+            Q(status=Generation.Status.RUNNING)
+            & (
+                Q(heartbeat_at__lt=run_limit)
+                | Q(heartbeat_at__isnull=True, started_at__lt=run_limit)
+            )
+            | Q(status=Generation.Status.QUEUED, created_at__lt=queue_limit)
+        ).order_by("created_at")
+    )
 
 
 def held_work() -> Iterator[HeldWork]:

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
 from accounts.ledger import (
     credits_authorize,
     credits_hold,
@@ -29,7 +30,8 @@ from generations import notify, pricing
 from generations.catalog import get_model
 from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
 from generations.types import GenerationRequest
-from imagehub import broker
+from imagehub import broker, metrics
+from imagehub.db import retry_once
 from imagehub.errors import PermissionError_
 
 logger = logging.getLogger("generations.jobs")
@@ -40,14 +42,33 @@ GENERATE = "generations.generate"
 SEED_LIMIT = 2**32
 
 
-def generation_dispatch(*, generation_id: str, model: str) -> None:
-    """Send the job to its model's queue (the default queue unless the catalog says)."""
-    from generations.worker import embedded
+def generation_dispatch(*, generation_id: str, model: str) -> bool:
+    """Send the job to its model's queue (the default queue unless the catalog says).
 
-    embedded.ensure_started()
+    The row is the outbox: it was committed before this runs. If the broker cannot take
+    the message now, the job stays queued and is due for sending at once; a worker's
+    recovery loop sends it when the broker is back (generations/recovery.py). Returns
+    whether the broker took it."""
     spec = get_model(model)
     queue = spec.queue if spec is not None and spec.queue else settings.DRAMATIQ_QUEUE
-    broker.send(queue_name=queue, actor_name=GENERATE, args=(generation_id,))
+    try:
+        broker.send(queue_name=queue, actor_name=GENERATE, args=(generation_id,))
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the outbox has the job
+        logger.warning(
+            "broker unavailable, %s stays queued for the recovery loop to send: %s: %s",
+            generation_id,
+            type(exc).__name__,
+            exc,
+        )
+        metrics.DISPATCH_FAILURES.inc()
+        try:
+            Generation.objects.filter(pk=generation_id, status=Generation.Status.QUEUED).update(
+                redispatch_at=timezone.now()
+            )
+        except Exception:  # noqa: BLE001 - then it is sent after the usual redispatch delay
+            logger.warning("could not mark %s for redispatch", generation_id, exc_info=True)
+        return False
+    return True
 
 
 def generation_create(
@@ -57,10 +78,14 @@ def generation_create(
     api_key: APIKey | None = None,
     user=None,
     generation_id: str | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Generation:
     """Price the request, authorize and hold the exact price, record a queued generation
     (with its input images), and enqueue it once all of that is committed. Raises 429
-    errors when limits or money do not allow it, 403 when the key may not use the model."""
+    errors when limits or money do not allow it, 403 when the key may not use the model.
+
+    With an `idempotency` key that made a generation before, returns that one and
+    charges nothing (its id differs from `generation_id`)."""
     if api_key is not None and not api_key.allows_model(request.spec.id):
         raise PermissionError_(
             f"This API key may not use the model '{request.spec.id}'.",
@@ -77,6 +102,11 @@ def generation_create(
     seed = secrets.randbelow(SEED_LIMIT) if request.seed is None else request.seed
     with transaction.atomic():
         organization = lock_organization(organization.pk)
+        if idempotency is not None:
+            made = idempotency_lookup(organization=organization, idempotency=idempotency)
+            if made is not None:
+                logger.info("replayed %s for its Idempotency-Key", made)
+                return Generation.objects.get(pk=made)
         credits_authorize(
             organization=organization,
             api_key=api_key,
@@ -107,6 +137,10 @@ def generation_create(
             params=request.params(seed=seed),
             price=price,
             unit_price=unit_price,
+            # Sent on commit; sent again from the outbox if still queued by then.
+            dispatches=1,
+            redispatch_at=timezone.now()
+            + timedelta(seconds=settings.GENERATION_REDISPATCH_SECONDS),
         )
         credits_hold(
             organization=organization,
@@ -116,6 +150,10 @@ def generation_create(
             month=month_of(generation.created_at),
         )
         _store_inputs(generation, request)
+        if idempotency is not None:
+            idempotency_record(
+                organization=organization, idempotency=idempotency, reference=generation.id
+            )
         transaction.on_commit(
             lambda: generation_dispatch(generation_id=generation.id, model=generation.model)
         )
@@ -133,9 +171,28 @@ def generation_create(
 
 
 def _active_jobs(api_key: APIKey | None) -> int:
+    """The key's live jobs: queued, or running with a heartbeat (a job whose worker died
+    is not counted against the key's concurrency: it is about to be taken over)."""
     if api_key is None:
         return 0
-    return Generation.objects.filter(api_key=api_key, status__in=Generation.ACTIVE).count()
+    return (
+        Generation.objects.filter(api_key=api_key)
+        .filter(Q(status=Generation.Status.QUEUED) | _running_alive())
+        .count()
+    )
+
+
+def _running_alive() -> Q:
+    silent_since = timezone.now() - timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
+    return Q(status=Generation.Status.RUNNING, heartbeat_at__gte=silent_since)
+
+
+def _running_lost() -> Q:
+    """Running, but its worker has been silent for longer than the takeover time."""
+    silent_since = timezone.now() - timedelta(seconds=settings.GENERATION_TAKEOVER_SECONDS)
+    return Q(status=Generation.Status.RUNNING) & (
+        Q(heartbeat_at__lt=silent_since) | Q(heartbeat_at__isnull=True)
+    )
 
 
 def _store_inputs(generation: Generation, request: GenerationRequest) -> None:
@@ -185,26 +242,38 @@ def _store_input(generation: Generation, *, role: str, index: int, data: bytes, 
     return row
 
 
+@retry_once
 def generation_claim(*, generation_id: str, worker: str) -> bool:
-    """Take the job: queued, or running under a lease that has run out (its worker died)."""
+    """Take the job: queued, or running but abandoned (its heartbeat stopped: the worker
+    died) while attempts are left. A message for a job that is alive elsewhere claims
+    nothing; if that worker dies later, the recovery loop takes the job over."""
     now = timezone.now()
     claimed = (
         Generation.objects.filter(pk=generation_id)
         .filter(
             Q(status=Generation.Status.QUEUED)
-            | Q(status=Generation.Status.RUNNING, lease_expires_at__lt=now)
+            | (_running_lost() & Q(attempts__lt=settings.GENERATION_MAX_ATTEMPTS))
         )
         .update(
             status=Generation.Status.RUNNING,
             started_at=now,
             worker=worker,
-            lease_expires_at=now + timedelta(seconds=settings.GENERATION_LEASE_SECONDS),
+            heartbeat_at=now,
             attempts=F("attempts") + 1,
         )
     )
     return bool(claimed)
 
 
+@retry_once
+def generation_heartbeat(*, generation_ids: list[str], worker: str) -> int:
+    """The worker vouches that it is still running these jobs."""
+    return Generation.objects.filter(
+        pk__in=generation_ids, status=Generation.Status.RUNNING, worker=worker
+    ).update(heartbeat_at=timezone.now())
+
+
+@retry_once
 def generation_save_image(
     *,
     generation: Generation,
@@ -242,14 +311,24 @@ def generation_save_image(
     return image
 
 
-def _finish(generation_id: str, *, status: str, from_statuses: tuple[str, ...], **fields) -> bool:
+@retry_once
+def _finish(
+    generation_id: str,
+    *,
+    status: str,
+    from_statuses: tuple[str, ...],
+    lost: bool = False,
+    **fields,
+) -> bool:
     """Move a generation to a final status, once: only the call whose conditional update
     moved it settles its money (capture what was delivered, release the rest) and records
-    its usage. Every caller publishes, so waiters re-read the row either way."""
+    its usage. Every caller publishes, so waiters re-read the row either way. `lost`:
+    only if it is running on a worker that stopped answering."""
     with transaction.atomic():
-        done = Generation.objects.filter(pk=generation_id, status__in=from_statuses).update(
-            status=status, finished_at=timezone.now(), lease_expires_at=None, **fields
-        )
+        rows = Generation.objects.filter(pk=generation_id, status__in=from_statuses)
+        if lost:
+            rows = rows.filter(_running_lost())
+        done = rows.update(status=status, finished_at=timezone.now(), **fields)
         if done:
             _settle(Generation.objects.get(pk=generation_id))
         transaction.on_commit(lambda: notify.publish(generation_id))
@@ -314,14 +393,21 @@ def generation_fail(*, generation_id: str, code: str, message: str) -> bool:
 
 
 def generation_cancel(*, generation: Generation) -> Generation:
-    """Cancel at once if queued (releasing the hold); ask the worker to stop at its next
-    step if running; leave a finished generation as it is."""
+    """Cancel at once if queued, or running on a worker that died (releasing the hold);
+    ask a live worker to stop at its next step; leave a finished generation as it is."""
     canceled = _finish(
         generation.pk,
         status=Generation.Status.CANCELED,
         from_statuses=(Generation.Status.QUEUED,),
         error_code="canceled",
         error_message="Canceled before it started.",
+    ) or _finish(
+        generation.pk,
+        status=Generation.Status.CANCELED,
+        from_statuses=(Generation.Status.RUNNING,),
+        lost=True,
+        error_code="canceled",
+        error_message="Canceled after its worker stopped answering.",
     )
     if not canceled:
         Generation.objects.filter(

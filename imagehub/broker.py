@@ -51,6 +51,7 @@ def _build() -> dramatiq.Broker:
 
 broker = _build()
 _server_start: list[Callable[[], None]] = []
+_before_send: list[Callable[[], None]] = []
 
 
 def is_in_process() -> bool:
@@ -60,12 +61,20 @@ def is_in_process() -> bool:
 def send(*, queue_name: str, actor_name: str, args: tuple = ()) -> None:
     """Put a message for an actor on a queue, by name: the sender need not import the
     actor (nor the worker code behind it)."""
+    for function in _before_send:
+        function()
     broker.declare_queue(queue_name)
     broker.enqueue(
         dramatiq.Message(
             queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
         )
     )
+
+
+def before_send(function: Callable[[], None]) -> None:
+    """Run `function` before each message is sent (the embedded default starts its
+    in-process worker threads there, on first use)."""
+    _before_send.append(function)
 
 
 def at_server_start(function: Callable[[], None]) -> None:

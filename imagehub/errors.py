@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
+
+from imagehub.db import is_connection_error
 
 logger = logging.getLogger("imagehub.errors")
 
@@ -169,9 +172,21 @@ def _from_drf(exc: drf.APIException) -> APIError:
     return err
 
 
+def database_unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is unavailable at the moment; retry in a few seconds.",
+        code="database_unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
 def as_api_error(exc: BaseException) -> APIError | None:
     if isinstance(exc, APIError):
         return exc
+    if is_connection_error(exc):
+        # One line, no traceback: a database failover is an event, not a bug.
+        logger.warning("database unavailable: %s", str(exc).strip().splitlines()[:1])
+        return database_unavailable()
     if isinstance(exc, drf.APIException):
         return _from_drf(exc)
     if isinstance(exc, RequestDataTooBig):
@@ -238,6 +253,9 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    exc = sys.exc_info()[1]
+    if exc is not None and is_connection_error(exc):
+        return render(database_unavailable())
     return render(APIError("The server had an error while processing your request."))
 
 

@@ -56,6 +56,20 @@ BATCH_SIZE = Histogram(
 )
 IMAGES = Counter("imagehub_images_total", "Images delivered", ["model"])
 JOBS = Counter("imagehub_jobs_total", "Finished jobs", ["model", "status", "code"])
+RECOVERED = Counter(
+    "imagehub_jobs_recovered_total",
+    "Jobs the recovery loop acted on: taken over from a dead worker (takeover), sent again "
+    "because their message may be lost (redispatch), given up (worker_lost, queue_timeout)",
+    ["kind"],
+)
+REDELIVERED = Counter(
+    "imagehub_messages_redelivered_total",
+    "Messages for a job already running or finished elsewhere (skipped, nothing done twice)",
+)
+DISPATCH_FAILURES = Counter(
+    "imagehub_dispatch_failures_total",
+    "Jobs accepted while the broker could not take their message (sent later from the outbox)",
+)
 LOADED_MODELS = Gauge(
     "imagehub_loaded_models", "Pipelines loaded in this process", multiprocess_mode="livesum"
 )

@@ -150,6 +150,10 @@ def database_config(url: str) -> dict:
             "pool": {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30},
         }
     config["CONN_MAX_AGE"] = 0
+    # With the pool, Django then has the pool test each connection before handing it out
+    # (ConnectionPool.check_connection): a connection dropped by a failover or a PgBouncer
+    # restart never reaches a request.
+    config["CONN_HEALTH_CHECKS"] = True
     return config
 
 
@@ -186,9 +190,23 @@ REDIS_URL = env_str(
 # --- generations ------------------------------------------------------------------------
 SYNC_WAIT_SECONDS = env_float("IMAGEHUB_SYNC_WAIT_SECONDS", 300.0, minimum=0.1)
 GENERATION_TIME_LIMIT_SECONDS = env_int("IMAGEHUB_JOB_TIME_LIMIT", 600, minimum=1)
-# A worker holds a claimed job for this long; after it, a redelivered message may take
-# the job over (the first worker is presumed dead).
-GENERATION_LEASE_SECONDS = env_int("IMAGEHUB_JOB_LEASE_SECONDS", 900, minimum=10)
+# Durable jobs (generations/worker/liveness.py). A running job's worker renews its
+# heartbeat every HEARTBEAT seconds; after TAKEOVER seconds of silence another worker
+# takes the job over (up to MAX_ATTEMPTS claims, then it fails with `worker_lost`). Every
+# worker checks for such jobs every RECOVERY_INTERVAL seconds, and sends again a queued
+# job whose message may be lost REDISPATCH seconds after it was sent (doubling each
+# time). A job still queued after QUEUE_TIMEOUT seconds fails with `queue_timeout`.
+GENERATION_HEARTBEAT_SECONDS = env_float("IMAGEHUB_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+GENERATION_TAKEOVER_SECONDS = env_float("IMAGEHUB_TAKEOVER_SECONDS", 20.0, minimum=0.5)
+GENERATION_MAX_ATTEMPTS = env_int("IMAGEHUB_JOB_MAX_ATTEMPTS", 3, minimum=1)
+RECOVERY_INTERVAL_SECONDS = env_float("IMAGEHUB_RECOVERY_INTERVAL_SECONDS", 5.0, minimum=0.1)
+GENERATION_REDISPATCH_SECONDS = env_float("IMAGEHUB_REDISPATCH_SECONDS", 60.0, minimum=1.0)
+GENERATION_QUEUE_TIMEOUT_SECONDS = env_int("IMAGEHUB_QUEUE_TIMEOUT_SECONDS", 3600, minimum=1)
+if GENERATION_TAKEOVER_SECONDS < 2 * GENERATION_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "IMAGEHUB_TAKEOVER_SECONDS must be at least twice IMAGEHUB_HEARTBEAT_SECONDS, or "
+        "live jobs would be taken over between two heartbeats."
+    )
 DEMO_MODELS_DIR = Path(env_str("IMAGEHUB_DEMO_MODELS_DIR", str(DATA_DIR / "models"))).resolve()
 # JSON file whose entries replace or extend the built-in catalog (generations/catalog.py).
 MODEL_CATALOG_FILE = env_str("IMAGEHUB_MODEL_CATALOG")

@@ -23,7 +23,9 @@ def demo_models(django_db_blocker):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stop_local_worker():
+def _stop_local_worker(django_db_setup):
+    """Stop the embedded worker's threads (and their connections) before the test
+    databases are dropped."""
     yield
     from generations.worker import embedded
 

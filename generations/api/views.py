@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from accounts import ratelimit
 from accounts.authentication import HasAPIKey, HasGenerateScope
+from accounts.idempotency import from_request as idempotency_from
 from generations import notify, selectors
 from generations.api import presenters, streaming, waiting
 from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
@@ -33,6 +34,13 @@ PREFER = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     description="`respond-async` for 202 + polling; `wait=N` seconds",
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Retry safely: the same key with the same request within 24 h returns the "
+    "same generation and charges once; with a different request it is a 422.",
 )
 
 
@@ -62,7 +70,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     @extend_schema(
         request=GenerationRequestSerializer,
         responses={200: dict, 202: dict},
-        parameters=[PREFER],
+        parameters=[PREFER, IDEMPOTENCY_KEY],
         summary="Create images from a prompt",
     )
     def create(self, request):
@@ -71,7 +79,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         serializer.is_valid(raise_exception=True)
         order = GenerationRequest(**serializer.validated_data)
         key = request.auth
-        respond_async, wait_seconds = _prefer(request)
+        idempotency = idempotency_from(request)
         generation_id = new_generation_id()
         # Subscribe before the job exists, so its completion notice cannot be missed.
         with notify.subscription(generation_id) as done:
@@ -81,23 +89,37 @@ class ImageGenerationViewSet(viewsets.ViewSet):
                 api_key=key,
                 user=key.created_by,
                 generation_id=generation_id,
+                idempotency=idempotency,
             )
-            if order.stream:
-                return streaming.response(generation)
-            if respond_async:
-                response = Response(
-                    presenters.generation_payload(generation, request),
-                    status=status.HTTP_202_ACCEPTED,
-                )
-                response["Preference-Applied"] = "respond-async"
-                response["Location"] = f"/v1/images/generations/{generation.id}"
-                response["x-generation-id"] = generation.id
-                return response
-            generation = waiting.wait(generation, done, wait_seconds)
-        return self._finished(generation, request, wait_seconds)
+            if generation.id == generation_id:
+                return self._respond(request, generation, done)
+        # The same Idempotency-Key made this generation before: answer with it (waiting
+        # for it if it is still on its way), charge nothing.
+        with notify.subscription(generation.id) as done:
+            return self._respond(request, generation, done, replayed=True)
 
-    def _finished(self, generation: Generation, request, waited: float) -> Response:
+    def _respond(self, request, generation: Generation, done, *, replayed: bool = False):
         headers = {"x-generation-id": generation.id}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        respond_async, wait_seconds = _prefer(request)
+        if generation.params.get("stream"):
+            response = streaming.response(generation)
+        elif respond_async:
+            response = Response(
+                presenters.generation_payload(generation, request),
+                status=status.HTTP_202_ACCEPTED,
+            )
+            response["Preference-Applied"] = "respond-async"
+            response["Location"] = f"/v1/images/generations/{generation.id}"
+        else:
+            generation = waiting.wait(generation, done, wait_seconds)
+            return self._finished(generation, request, wait_seconds, headers)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+    def _finished(self, generation: Generation, request, waited: float, headers) -> Response:
         if generation.status == Generation.Status.SUCCEEDED:
             headers["x-credits-charged"] = str(generation.charged)
             return Response(presenters.generation_payload(generation, request), headers=headers)
@@ -155,7 +177,7 @@ class ImageEditViewSet(ImageGenerationViewSet):
     @extend_schema(
         request={"multipart/form-data": EditRequestSerializer, "application/json": dict},
         responses={200: dict, 202: dict},
-        parameters=[PREFER],
+        parameters=[PREFER, IDEMPOTENCY_KEY],
         summary="Edit an image (image-to-image, or inpainting with a mask)",
     )
     def create(self, request):
@@ -169,7 +191,7 @@ class ImageVariationViewSet(ImageGenerationViewSet):
     @extend_schema(
         request={"multipart/form-data": VariationRequestSerializer},
         responses={200: dict, 202: dict},
-        parameters=[PREFER],
+        parameters=[PREFER, IDEMPOTENCY_KEY],
         summary="Create variations of an image",
     )
     def create(self, request):

@@ -2,7 +2,9 @@
 
 They consume the in-process StubBroker's queues, one set of threads for every queue of
 the catalog, and start with the web server (imagehub.wsgi) or, in tests and management
-commands, with the first job sent.
+commands, with the first job sent. The recovery loop runs beside them: the in-process
+broker forgets its messages when the process stops, and the loop sends the jobs still
+queued in the database again after a restart.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dramatiq
 from django.conf import settings
 
 from generations.catalog import queues
+from generations.worker.liveness import heartbeat, recovery_loop
 from imagehub.broker import broker, is_in_process
 
 logger = logging.getLogger("generations.worker")
@@ -41,6 +44,7 @@ def ensure_started() -> None:
             )
             worker.start()
             _local_worker = worker
+            recovery_loop.start()
             logger.info(
                 "started in-process worker (%d thread(s)) on queues %s",
                 settings.INPROCESS_WORKER_THREADS,
@@ -67,7 +71,9 @@ def stop() -> None:
     global _local_worker
     with _local_lock:
         if _local_worker is not None:
+            recovery_loop.stop()
             _local_worker.stop()
+            heartbeat.stop()
             _local_worker = None
 
 

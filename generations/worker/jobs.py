@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
 
 from dramatiq.middleware.time_limit import TimeLimitExceeded
@@ -22,17 +20,23 @@ from generations.engine.encoding import EXTENSIONS, encode_image
 from generations.models import Generation
 from generations.worker import runtime
 from generations.worker.inputs import load_inputs
+from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
+from imagehub.db import is_connection_error
 
 logger = logging.getLogger("generations.jobs")
-
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_generation(*, generation_id: str) -> None:
     if not services.generation_claim(generation_id=generation_id, worker=WORKER_NAME):
-        logger.info("skipped %s: already taken or finished", generation_id)
+        logger.info("skipped %s: running on a live worker, or finished", generation_id)
+        metrics.REDELIVERED.inc()
         return
+    with heartbeat.running(generation_id):
+        _run_claimed(generation_id)
+
+
+def _run_claimed(generation_id: str) -> None:
     generation = Generation.objects.get(pk=generation_id)
     logger.info(
         "running %s attempt=%d model=%s n=%d size=%s steps=%d worker=%s",
@@ -63,6 +67,11 @@ def run_generation(*, generation_id: str) -> None:
     except TimeLimitExceeded:
         _fail(generation, "timeout", "The generation ran past the time limit and was stopped.")
     except Exception as exc:  # noqa: BLE001 - one job's failure must never kill the worker
+        if is_connection_error(exc):
+            # Not the job's fault: leave it running; its heartbeat stops with this call,
+            # and the recovery loop hands it to a worker that can reach the database.
+            logger.warning("database lost while running %s: %s", generation.id, exc)
+            raise
         logger.exception("generation %s crashed", generation.id)
         _fail(generation, "engine_error", f"The engine failed: {type(exc).__name__}: {exc}")
     else:

@@ -42,10 +42,17 @@ def test_redelivered_message_does_nothing_twice(queued):
     assert generation.attempts == 1 and generation.status == "succeeded"
 
 
-def test_running_job_with_live_lease_is_left_alone(queued):
+def silence(generation, seconds: float = 60) -> None:
+    """The job's worker stopped answering `seconds` ago (it died)."""
+    Generation.objects.filter(pk=generation.pk).update(
+        status="running", heartbeat_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_running_job_with_a_live_heartbeat_is_left_alone(queued):
     generation = queued()
     Generation.objects.filter(pk=generation.pk).update(
-        status="running", lease_expires_at=timezone.now() + timedelta(minutes=5)
+        status="running", heartbeat_at=timezone.now()
     )
     run_generation(generation_id=generation.id)
     generation.refresh_from_db()
@@ -71,8 +78,8 @@ def test_worker_died_after_saving_images(queued, monkeypatch):
     assert generation.status == "running" and generation.images.count() == 2
     saved = files_of(generation)
 
-    # Its lease runs out; the broker redelivers the message.
-    Generation.objects.filter(pk=generation.pk).update(lease_expires_at=timezone.now())
+    # Its heartbeat stops; the broker redelivers the message.
+    silence(generation)
     monkeypatch.setattr(
         runner.runtime.get_engine().__class__,
         "run",
@@ -91,9 +98,7 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued):
     reference = generation.images.get(index=1).file.read()
     # Pretend the second image was never stored and the worker vanished.
     generation.images.filter(index=1).delete()
-    Generation.objects.filter(pk=generation.pk).update(
-        status="running", lease_expires_at=timezone.now() - timedelta(seconds=1)
-    )
+    silence(generation)
     run_generation(generation_id=generation.id)
     generation.refresh_from_db()
     assert generation.status == "succeeded"
@@ -153,8 +158,8 @@ def test_worker_dying_before_completion_captures_once(paid, monkeypatch):
         run_generation(generation_id=paid.id)
     assert kinds(paid) == ["hold"]  # nothing settled yet; the money is still held
     monkeypatch.setattr(runner.services, "generation_complete", real_complete)
-    Generation.objects.filter(pk=paid.pk).update(lease_expires_at=timezone.now())
-    run_generation(generation_id=paid.id)  # the redelivery, after the lease ran out
+    silence(paid)
+    run_generation(generation_id=paid.id)  # the redelivery, after the heartbeat stopped
     run_generation(generation_id=paid.id)  # and one more, for good measure
     assert kinds(paid) == ["hold", "capture"]
     call_command("reconcile_ledger")

@@ -4,7 +4,8 @@
 
 Run one process per GPU (pin it with --device or CUDA_VISIBLE_DEVICES). The process loads
 each model once and keeps it. SIGTERM or Ctrl-C stops taking new jobs, lets the jobs in
-flight finish, then exits.
+flight finish, then exits. Each process vouches for its running jobs with a heartbeat and
+runs the recovery loop (generations/worker/liveness.py).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Command(BaseCommand):
 
             start_http_server(metrics_port)
             logger.info("metrics on :%d/metrics", metrics_port)
+        from generations.worker.liveness import heartbeat, recovery_loop
         from generations.worker.runtime import warm_up
 
         warm_up(settings.WARMUP_MODELS)
@@ -77,6 +79,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
         worker.start()
+        recovery_loop.start()
         logger.info(
             "worker up: queues=%s threads=%d device=%s broker=%s",
             ",".join(queues),
@@ -90,5 +93,7 @@ class Command(BaseCommand):
             pass
         logger.info("stopping: letting jobs in flight finish (up to %ds)", shutdown_timeout)
         worker.stop(timeout=shutdown_timeout * 1000)
+        recovery_loop.stop()
+        heartbeat.stop()
         broker.close()
         logger.info("worker stopped")

@@ -70,11 +70,11 @@ def start_with_server() -> None:
 def stop() -> None:
     global _local_worker
     with _local_lock:
+        recovery_loop.stop()
         if _local_worker is not None:
-            recovery_loop.stop()
             _local_worker.stop()
-            heartbeat.stop()
             _local_worker = None
+        heartbeat.stop()
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from dramatiq import Message
 from django.core.management import call_command
 from django.utils import timezone
+from dramatiq import Message
 
 from accounts.models import CreditEntry, Organization
 from generations import recovery, services
@@ -137,9 +137,7 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again_with_backoff(
     assert not recovery.recover(now=later + timedelta(seconds=1))
 
 
-def test_broker_down_at_submit_the_job_is_accepted_and_sent_later(
-    tenant, stub_broker, monkeypatch
-):
+def test_broker_down_at_submit_the_job_is_accepted_and_sent_later(tenant, stub_broker, monkeypatch):
     from imagehub import broker
 
     def down(**kwargs):

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.authentication import BearerKeyAuthentication, HasManageAccess
+from accounts.idempotency import from_request as idempotency_from
 from accounts.serializers import (
     APIKeyCreateSerializer,
     APIKeyListSerializer,
@@ -68,7 +69,9 @@ class KeyListView(ManagementView):
     @extend_schema(
         summary="Create an API key",
         operation_id="create_api_key",
-        description="The response carries the secret in `secret`; it is never shown again.",
+        description="The response carries the secret in `secret`; it is never shown again. "
+        "With an `Idempotency-Key` header, a retry of the same request within 24 h returns the "
+        "key it created (200, `Idempotent-Replayed: true`, `secret` null) instead of a second key.",
         request=APIKeyCreateSerializer,
         responses={201: APIKeyWithSecretSerializer, **_ERRORS},
         tags=["keys"],
@@ -79,8 +82,15 @@ class KeyListView(ManagementView):
         key, secret = services.api_key_create(
             organization=self.caller.organization,
             created_by=self.caller.user,
+            idempotency=idempotency_from(request),
             **params.validated_data,
         )
+        if secret is None:
+            # A retry with the same Idempotency-Key: the key it created, whose secret was
+            # shown once, to the first request.
+            response = _with_secret(key, None, status.HTTP_200_OK)
+            response["Idempotent-Replayed"] = "true"
+            return response
         return _with_secret(key, secret, status.HTTP_201_CREATED)
 
 

@@ -151,7 +151,7 @@ class APIKeyWithSecretSerializer(APIKeySerializer):
         fields = [*APIKeySerializer.Meta.fields, "secret"]
         read_only_fields = fields
 
-    def get_secret(self, key) -> str:
+    def get_secret(self, key) -> str | None:
         return self.context["secret"]
 
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import keys
+from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
+from accounts.ledger import lock_organization
 from accounts.models import APIKey, Membership, Organization, User
 from imagehub.errors import InvalidRequest
 
@@ -81,10 +83,19 @@ def api_key_create(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     limits: dict[str, int | None] | None = None,
-) -> tuple[APIKey, str]:
-    """Create a key and return it with its secret, which is never retrievable again."""
+    idempotency: Idempotency | None = None,
+) -> tuple[APIKey, str | None]:
+    """Create a key and return it with its secret, which is never retrievable again.
+
+    With an `idempotency` key that created a key before, returns that key and None: its
+    secret was shown once, to the first request, and is not stored."""
     limits = limits or {}
     _check_limits(limits)
+    if idempotency is not None:
+        lock_organization(organization.pk)  # serializes retries of one key
+        made = idempotency_lookup(organization=organization, idempotency=idempotency)
+        if made is not None:
+            return APIKey.objects.get(pk=made.removeprefix("api_key:")), None
     secret, prefix = keys.new_secret()
     key = APIKey.objects.create(
         organization=organization,
@@ -98,6 +109,10 @@ def api_key_create(
         allowed_models=list(allowed_models or []),
         **limits,
     )
+    if idempotency is not None:
+        idempotency_record(
+            organization=organization, idempotency=idempotency, reference=f"api_key:{key.pk}"
+        )
     return key, secret
 
 

@@ -64,6 +64,20 @@ def test_create_shows_the_secret_once_and_it_works(tenant, owner_session):
     assert detail.json()["name"] == "ci"
 
 
+def test_a_retried_create_with_an_idempotency_key_makes_one_key(tenant, owner_session):
+    def create(name: str):
+        return owner_session.post(
+            "/v1/keys", {"name": name}, format="json", HTTP_IDEMPOTENCY_KEY="new-key-1"
+        )
+
+    first, again = create("deploy"), create("deploy")
+    assert first.status_code == 201 and first.json()["secret"].startswith("ihk_")
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and again.json()["secret"] is None
+    assert APIKey.objects.filter(organization=tenant.org, name="deploy").count() == 1
+    assert _error(create("another name"), 422)["param"] == "Idempotency-Key"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

@@ -63,10 +63,20 @@ class Organization(models.Model):
     # Defaults for keys that set no limit of their own; null = none.
     default_rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     default_max_concurrent = models.PositiveIntegerField(null=True, blank=True)
+    # Fair share of a shared queue (generations/fairness.py): a higher tier is served
+    # first; within a tier, organizations are served in proportion to their weight.
+    queue_priority = models.SmallIntegerField(
+        default=0, help_text="Higher tiers are served first (default 0)."
+    )
+    queue_weight = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Share of the workers within a tier, relative to other organizations.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(condition=Q(queue_weight__gte=1), name="queue_weight_positive"),
             # The last line of defence: no race may ever spend money that is not there.
             models.CheckConstraint(
                 condition=Q(credit_balance__gte=0), name="balance_never_negative"

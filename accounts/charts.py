@@ -47,8 +47,11 @@ def stacked_bars(
     title: str,
     scale: float = 1.0,
     unit: str = "",
+    time_format: str = "%b %d",
+    empty: str = "No usage in this period.",
 ) -> SafeString:
-    """One bar per day, one colour per series; values are divided by `scale`."""
+    """One bar per day (or per any time step: `time_format` labels them), one colour per
+    series; values are divided by `scale`."""
     labels = sorted(series, key=lambda name: -sum(series[name]))
     colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(labels)}
     totals = [sum(series[name][i] for name in labels) / scale for i in range(len(days))]
@@ -83,21 +86,21 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
-                f'fill="{colours[name]}"><title>{escape(name)} {day:%b %d}: '
+                f'fill="{colours[name]}"><title>{escape(name)} {day:{time_format}}: '
                 f"{value:g}{escape(unit)}</title></rect>"
             )
         if i % label_every == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle" '
-                f'font-size="11" fill="#6b7280">{day:%b %d}</text>'
+                f'font-size="11" fill="#6b7280">{day:{time_format}}</text>'
             )
     parts.append("</svg>")
     legend = "".join(
         f'<span class="legend-item"><i style="background:{colours[name]}"></i>{escape(name)}</span>'
         for name in labels
     )
-    empty = "" if labels else '<p class="muted">No usage in this period.</p>'
+    note = "" if labels else f'<p class="muted">{escape(empty)}</p>'
     return mark_safe(
         f'<figure class="chart-box"><figcaption>{escape(title)}</figcaption>'
-        f'{"".join(parts)}<div class="legend">{legend}</div>{empty}</figure>'
+        f'{"".join(parts)}<div class="legend">{legend}</div>{note}</figure>'
     )

@@ -23,6 +23,10 @@ def _no_jobs() -> dict[str, int]:
     return {}
 
 
+def _no_history(hours: int = 24) -> dict:
+    return {"hours": [], "by_model": {}, "by_organization": {}}
+
+
 @dataclass
 class Hooks:
     # Catalog model ids, for the key form's allowlist.
@@ -31,6 +35,8 @@ class Hooks:
     resolve_model: Callable[[str], str | None] = field(default=_no_model)
     # Jobs by state for the operator dashboard ({"queued": 3, "running": 1, ...}).
     job_counts: Callable[[], dict[str, int]] = field(default=_no_jobs)
+    # Queued jobs per hour by model and by organization (the dashboard's queue charts).
+    queue_history: Callable[..., dict] = field(default=_no_history)
 
 
 hooks = Hooks()

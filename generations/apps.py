@@ -19,6 +19,7 @@ class GenerationsConfig(AppConfig):
             model_ids=lambda: [spec.id for spec in catalog.all_models()],
             resolve_model=resolve_model,
             job_counts=selectors.job_counts,
+            queue_history=selectors.queue_history,
         )
         broker.before_send(embedded.ensure_started)
         broker.at_server_start(embedded.start_with_server)

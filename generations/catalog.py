@@ -316,3 +316,14 @@ def queues() -> list[str]:
         if spec.queue and spec.queue not in names:
             names.append(spec.queue)
     return names
+
+
+def queue_of(model_id: str) -> str:
+    """The broker queue of a model's jobs."""
+    spec = get_model(model_id)
+    return spec.queue if spec is not None and spec.queue else settings.DRAMATIQ_QUEUE
+
+
+def models_on_queue(queue: str) -> list[str]:
+    """The ids of the models whose jobs go to `queue` (the workers on it run them all)."""
+    return [spec.id for spec in catalog().values() if queue_of(spec.id) == queue]

@@ -109,6 +109,12 @@ class Generation(models.Model):
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["status", "redispatch_at"], name="generation_redispatch"),
             models.Index(fields=["status", "heartbeat_at"], name="generation_heartbeat"),
+            # Fair share (generations/fairness.py): who waits, and who was served lately.
+            models.Index(
+                fields=["status", "model", "organization", "created_at"],
+                name="generation_waiting",
+            ),
+            models.Index(fields=["model", "started_at"], name="generation_served"),
         ]
 
     def __str__(self) -> str:
@@ -204,3 +210,26 @@ class GenerationInput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.generation_id}:{self.role}#{self.index}"
+
+
+class QueueSample(models.Model):
+    """Jobs in flight per model and organization, sampled once a minute by the workers'
+    recovery loop (generations/recovery.py), for the operator dashboard's queue charts."""
+
+    at = models.DateTimeField(db_index=True)  # the minute sampled
+    model = models.CharField(max_length=200)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    queued = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["at", "model", "organization"], name="one_queue_sample_per_minute"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.model} org {self.organization_id}"

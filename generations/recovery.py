@@ -14,11 +14,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from generations import services
-from generations.models import Generation
+from generations.models import Generation, QueueSample
 from imagehub import metrics
 
 logger = logging.getLogger("generations.recovery")
@@ -49,6 +49,7 @@ def recover(now=None) -> Pass:
     _take_over(now, done)
     _redispatch(now, done)
     _expire_queued(now, done)
+    _sample_queues(now)
     if done:
         logger.info(
             "recovery: %d taken over, %d worker_lost, %d sent again, %d queue_timeout",
@@ -154,6 +155,31 @@ def _expire_queued(now, done: Pass) -> None:
             )
         metrics.RECOVERED.labels("queue_timeout").inc(len(stale))
         done.queue_timeout += len(stale)
+
+
+def _sample_queues(now) -> None:
+    """Record the jobs in flight per model and organization, once a minute (the first
+    worker to get there writes the minute; the others find it written)."""
+    minute = now.replace(second=0, microsecond=0)
+    if QueueSample.objects.filter(at=minute).exists():
+        return
+    counts: dict[tuple[str, int], dict[str, int]] = {}
+    rows = (
+        Generation.objects.filter(status__in=Generation.ACTIVE)
+        .values_list("model", "organization_id", "status")
+        .annotate(n=Count("id"))
+    )
+    for model, organization_id, status, n in rows:
+        counts.setdefault((model, organization_id), {"queued": 0, "running": 0})[status] = n
+    QueueSample.objects.bulk_create(
+        [
+            QueueSample(at=minute, model=model, organization_id=org, **by_status)
+            for (model, org), by_status in counts.items()
+        ],
+        ignore_conflicts=True,
+    )
+    if minute.minute == 0:  # hourly: keep a week
+        QueueSample.objects.filter(at__lt=minute - timedelta(days=7)).delete()
 
 
 def _send_on_commit(jobs: list[tuple[str, str]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,7 +13,8 @@ from django.utils import timezone
 from accounts.ledger import month_of
 from accounts.models import Organization
 from accounts.reconcile import HeldWork
-from generations.models import Generation
+from generations.catalog import models_on_queue, queue_of
+from generations.models import Generation, QueueSample
 
 
 def generation_get_owned(*, organization: Organization, generation_id: str) -> Generation | None:
@@ -75,3 +77,51 @@ def held_work() -> Iterator[HeldWork]:
             status=generation.status,
             finished=generation.is_finished,
         )
+
+
+def queue_history(hours: int = 24, now=None) -> dict:
+    """Queued jobs per hour (the hour's highest minute sample) by model and by
+    organization, oldest hour first, for the operator dashboard."""
+    now = now or timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hour_starts = [end - timedelta(hours=hours - i) for i in range(hours)]
+    rows = QueueSample.objects.filter(at__gte=hour_starts[0]).values_list(
+        "at", "model", "organization__name", "queued"
+    )
+    # Sum over the other dimension per minute, then keep each hour's peak.
+    per_minute_model: dict = defaultdict(int)
+    per_minute_org: dict = defaultdict(int)
+    for at, model, organization, queued in rows:
+        per_minute_model[(at, model)] += queued
+        per_minute_org[(at, organization)] += queued
+
+    def peaks(per_minute: dict) -> dict[str, list[int]]:
+        series: dict[str, list[int]] = defaultdict(lambda: [0] * hours)
+        for (at, name), queued in per_minute.items():
+            index = int((at - hour_starts[0]).total_seconds() // 3600)
+            if 0 <= index < hours:
+                series[name][index] = max(series[name][index], queued)
+        return dict(series)
+
+    return {
+        "hours": hour_starts,
+        "by_model": peaks(per_minute_model),
+        "by_organization": peaks(per_minute_org),
+    }
+
+
+def estimated_start_seconds(generation: Generation, position: int, now=None) -> float | None:
+    """Seconds until a queued job starts, from its queue position and the recent pace of
+    its queue (jobs finished in the last ten minutes), or None without a recent pace."""
+    now = now or timezone.now()
+    models = models_on_queue(queue_of(generation.model))
+    window = timedelta(minutes=10)
+    recent = Generation.objects.filter(
+        model__in=models, status=Generation.Status.SUCCEEDED, finished_at__gte=now - window
+    )
+    finished = recent.count()
+    if finished == 0:
+        return None
+    first = recent.order_by("finished_at").values_list("finished_at", flat=True).first()
+    span = max((now - first).total_seconds(), 1.0)
+    return round((position + 1) * span / finished, 1)

@@ -26,8 +26,8 @@ from accounts.ledger import (
 )
 from accounts.models import APIKey, Organization
 from accounts.usage import usage_record
-from generations import notify, pricing
-from generations.catalog import get_model
+from generations import fairness, notify, pricing
+from generations.catalog import models_on_queue, queue_of
 from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
 from generations.types import GenerationRequest
 from imagehub import broker, metrics
@@ -49,10 +49,8 @@ def generation_dispatch(*, generation_id: str, model: str) -> bool:
     the message now, the job stays queued and is due for sending at once; a worker's
     recovery loop sends it when the broker is back (generations/recovery.py). Returns
     whether the broker took it."""
-    spec = get_model(model)
-    queue = spec.queue if spec is not None and spec.queue else settings.DRAMATIQ_QUEUE
     try:
-        broker.send(queue_name=queue, actor_name=GENERATE, args=(generation_id,))
+        broker.send(queue_name=queue_of(model), actor_name=GENERATE, args=(generation_id,))
     except Exception as exc:  # noqa: BLE001 - any broker failure: the outbox has the job
         logger.warning(
             "broker unavailable, %s stays queued for the recovery loop to send: %s: %s",
@@ -243,18 +241,62 @@ def _store_input(generation: Generation, *, role: str, index: int, data: bytes, 
 
 
 @retry_once
-def generation_claim(*, generation_id: str, worker: str) -> bool:
-    """Take the job: queued, or running but abandoned (its heartbeat stopped: the worker
-    died) while attempts are left. A message for a job that is alive elsewhere claims
-    nothing; if that worker dies later, the recovery loop takes the job over."""
-    now = timezone.now()
-    claimed = (
+def generation_claim(*, generation_id: str, worker: str) -> str | None:
+    """Claim a job for `worker`, prompted by the message that names `generation_id`.
+
+    A named job that is running on a worker that stopped answering is taken over at once
+    (while attempts are left). Otherwise the worker claims the job the fair-share policy
+    picks among the queued jobs of that queue (generations/fairness.py): the named one
+    when its organization is the pick. Returns the id claimed, or None (nothing queued,
+    or the named job is alive elsewhere: if that worker dies, the recovery loop acts)."""
+    named = (
         Generation.objects.filter(pk=generation_id)
-        .filter(
-            Q(status=Generation.Status.QUEUED)
-            | (_running_lost() & Q(attempts__lt=settings.GENERATION_MAX_ATTEMPTS))
+        .values("status", "model", "organization_id")
+        .first()
+    )
+    if named is None:
+        return None
+    if named["status"] == Generation.Status.RUNNING:
+        taken = _claim(
+            Generation.objects.filter(pk=generation_id).filter(
+                _running_lost() & Q(attempts__lt=settings.GENERATION_MAX_ATTEMPTS)
+            ),
+            worker,
         )
-        .update(
+        return generation_id if taken else None
+    models = models_on_queue(queue_of(named["model"]))
+    for _ in range(5):  # another worker may take the pick first: choose again
+        organization_id = fairness.next_organization(models, prefer=named["organization_id"])
+        if organization_id is None:
+            return None
+        if organization_id == named["organization_id"] and _claim(
+            Generation.objects.filter(pk=generation_id, status=Generation.Status.QUEUED),
+            worker,
+        ):
+            return generation_id
+        with transaction.atomic():
+            pick = (
+                Generation.objects.select_for_update(skip_locked=True)
+                .filter(
+                    status=Generation.Status.QUEUED,
+                    model__in=models,
+                    organization_id=organization_id,
+                )
+                .order_by("created_at")
+                .values_list("id", flat=True)
+                .first()
+            )
+            if pick is not None and _claim(
+                Generation.objects.filter(pk=pick, status=Generation.Status.QUEUED), worker
+            ):
+                return pick
+    return None
+
+
+def _claim(rows, worker: str) -> bool:
+    now = timezone.now()
+    return bool(
+        rows.update(
             status=Generation.Status.RUNNING,
             started_at=now,
             worker=worker,
@@ -262,7 +304,6 @@ def generation_claim(*, generation_id: str, worker: str) -> bool:
             attempts=F("attempts") + 1,
         )
     )
-    return bool(claimed)
 
 
 @retry_once

@@ -202,6 +202,9 @@ GENERATION_MAX_ATTEMPTS = env_int("IMAGEHUB_JOB_MAX_ATTEMPTS", 3, minimum=1)
 RECOVERY_INTERVAL_SECONDS = env_float("IMAGEHUB_RECOVERY_INTERVAL_SECONDS", 5.0, minimum=0.1)
 GENERATION_REDISPATCH_SECONDS = env_float("IMAGEHUB_REDISPATCH_SECONDS", 60.0, minimum=1.0)
 GENERATION_QUEUE_TIMEOUT_SECONDS = env_int("IMAGEHUB_QUEUE_TIMEOUT_SECONDS", 3600, minimum=1)
+# Fair share between organizations (generations/fairness.py): how far back the jobs an
+# organization started count as "served".
+FAIR_SHARE_WINDOW_SECONDS = env_int("IMAGEHUB_FAIR_SHARE_WINDOW_SECONDS", 300, minimum=1)
 if GENERATION_TAKEOVER_SECONDS < 2 * GENERATION_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "IMAGEHUB_TAKEOVER_SECONDS must be at least twice IMAGEHUB_HEARTBEAT_SECONDS, or "
@@ -221,6 +224,20 @@ WARMUP_MODELS = env_list("IMAGEHUB_WARMUP_MODELS", [])
 SIGNED_URL_TTL_SECONDS = env_int("IMAGEHUB_URL_TTL_SECONDS", 3600, minimum=1)
 # The public base URL used in `url` responses; empty = taken from the request.
 PUBLIC_BASE_URL = env_str("IMAGEHUB_PUBLIC_URL").rstrip("/")
+
+# --- webhooks (accounts/webhooks.py) ----------------------------------------------------
+# Deliveries to private, loopback, link-local, multicast or reserved addresses are refused
+# unless this is set (a receiver on the same host or network, tests).
+WEBHOOK_ALLOW_PRIVATE = env_bool("IMAGEHUB_WEBHOOK_ALLOW_PRIVATE", False)
+# Per attempt: connect and read timeout, and the most bytes of the answer read.
+WEBHOOK_TIMEOUT_SECONDS = env_float("IMAGEHUB_WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("IMAGEHUB_WEBHOOK_MAX_RESPONSE_BYTES", 65536, minimum=0)
+# A failed delivery is tried again after BASE seconds, doubling up to MAX, for WINDOW hours.
+WEBHOOK_RETRY_BASE_SECONDS = env_float("IMAGEHUB_WEBHOOK_RETRY_BASE_SECONDS", 5.0, minimum=0.1)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("IMAGEHUB_WEBHOOK_RETRY_MAX_SECONDS", 3600.0, minimum=1.0)
+WEBHOOK_RETRY_WINDOW_HOURS = env_float("IMAGEHUB_WEBHOOK_RETRY_WINDOW_HOURS", 24.0, minimum=0.0)
+# Threads per process that send deliveries.
+WEBHOOK_SENDER_THREADS = env_int("IMAGEHUB_WEBHOOK_SENDER_THREADS", 4, minimum=1)
 
 # GET /metrics asks for `Authorization: Bearer <token>` when this is set.
 METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
@@ -287,6 +304,11 @@ STORAGES = {
 # --- HTTP limits ----------------------------------------------------------------------------
 # Bodies above this get 413 (uploads for edits arrive as files, limited separately).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("IMAGEHUB_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Slow clients (imagehub.server, imagehub.asgi_app): a request's headers must arrive within
+# this many seconds of its first byte (else 408), and a body may pause at most this long
+# between two reads (else 408).
+HEADER_TIMEOUT_SECONDS = env_float("IMAGEHUB_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+BODY_TIMEOUT_SECONDS = env_float("IMAGEHUB_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from accounts import charts, dashboards, usage
+from accounts.hooks import hooks
 from accounts.views import org_page
 
 MAX_DAYS = 366
@@ -91,6 +92,21 @@ def operator_dashboard(request):
                 charts.stacked_bars(
                     days, data["credits_by_model"], title="Spend per day by model (micro-credits)"
                 ),
+                *_queue_charts(),
             ],
         },
     )
+
+
+def _queue_charts():
+    history = hooks.queue_history(hours=24)
+    return [
+        charts.stacked_bars(
+            history["hours"],
+            history[series],
+            title=f"Queued jobs by {label}, last 24 h (hourly peak)",
+            time_format="%H:%M",
+            empty="No queued jobs in the last 24 hours.",
+        )
+        for series, label in (("by_model", "model"), ("by_organization", "organization"))
+    ]

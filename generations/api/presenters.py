@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import time
 
+from generations.fairness import queue_position
 from generations.models import Generation
+from generations.selectors import estimated_start_seconds
 from generations.signed_urls import signed_url
 
 # How a failed generation maps to an HTTP status when a client waited for it.
@@ -46,7 +49,11 @@ def image_items(generation: Generation, request) -> list[dict]:
     return items
 
 
-def generation_payload(generation: Generation, request) -> dict:
+def _unix(moment) -> int | None:
+    return int(moment.timestamp()) if moment is not None else None
+
+
+def generation_payload(generation: Generation, request, *, images: bool = True) -> dict:
     """The generation object: status always, ImagesResponse fields once it succeeded."""
     payload = {
         "id": generation.id,
@@ -63,10 +70,21 @@ def generation_payload(generation: Generation, request) -> dict:
         "steps": generation.steps,
         "guidance_scale": generation.guidance_scale,
         "timings": generation.timings(),
+        "timestamps": {
+            "queued": _unix(generation.created_at),
+            "started": _unix(generation.started_at),
+            "finished": _unix(generation.finished_at),
+        },
         "price": generation.price,
     }
+    if generation.status == Generation.Status.QUEUED:
+        position = queue_position(generation)
+        wait = estimated_start_seconds(generation, position)
+        payload["queue_position"] = position
+        payload["estimated_start"] = None if wait is None else int(time.time() + wait)
     if generation.status == Generation.Status.SUCCEEDED:
-        payload["data"] = image_items(generation, request)
+        if images:
+            payload["data"] = image_items(generation, request)
         payload["usage"] = usage(generation)
     elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
         payload["error"] = {

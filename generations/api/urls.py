@@ -5,8 +5,10 @@ from generations.api import views
 create = views.ImageGenerationViewSet.as_view({"post": "create"})
 retrieve = views.ImageGenerationViewSet.as_view({"get": "retrieve"})
 
+create_or_list = views.ImageGenerationViewSet.as_view({"post": "create", "get": "list"})
+
 urlpatterns = [
-    path("v1/images/generations", create, name="image-generations"),
+    path("v1/images/generations", create_or_list, name="image-generations"),
     # Paths other providers use for the same endpoint (see the provider docs we follow).
     path("v1/images/generation", create),
     path("api/images/generations", create),

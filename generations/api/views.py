@@ -17,8 +17,9 @@ from accounts import ratelimit
 from accounts.authentication import HasAPIKey, HasGenerateScope
 from accounts.idempotency import from_request as idempotency_from
 from generations import notify, selectors
-from generations.api import presenters, streaming, waiting
+from generations.api import listing, presenters, streaming, waiting
 from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
+from generations.api.listing import GenerationListQuerySerializer
 from generations.api.serializers import GenerationRequestSerializer
 from generations.catalog import all_models, get_model
 from generations.models import Generation, new_generation_id
@@ -112,6 +113,14 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             )
             response["Preference-Applied"] = "respond-async"
             response["Location"] = f"/v1/images/generations/{generation.id}"
+        elif waiting.deferrable(request):
+            # Under ASGI the wait runs on the event loop and this thread is given back.
+            return waiting.defer(
+                request,
+                generation,
+                wait_seconds,
+                lambda latest: self._finished(latest, request, wait_seconds, headers),
+            )
         else:
             generation = waiting.wait(generation, done, wait_seconds)
             return self._finished(generation, request, wait_seconds, headers)
@@ -149,6 +158,31 @@ class ImageGenerationViewSet(viewsets.ViewSet):
                 f"No generation with id '{pk}'.", param="id", code="generation_not_found"
             )
         return generation
+
+    @extend_schema(
+        parameters=[GenerationListQuerySerializer],
+        responses={200: dict},
+        summary="List your generations, newest first",
+        description="Filters by status, creation time and key; `next_cursor` goes in `after` "
+        "for the next page. Items carry no image data: get one generation for its images.",
+    )
+    def list(self, request):
+        query = GenerationListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        items, has_more = listing.page(
+            Generation.objects.filter(organization=request.auth.organization),
+            query.validated_data,
+        )
+        return Response(
+            {
+                "object": "list",
+                "data": [
+                    presenters.generation_payload(item, request, images=False) for item in items
+                ],
+                "has_more": has_more,
+                "next_cursor": listing.cursor_of(items[-1]) if has_more else None,
+            }
+        )
 
     @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
     def retrieve(self, request, pk=None):

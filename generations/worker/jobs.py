@@ -28,12 +28,14 @@ logger = logging.getLogger("generations.jobs")
 
 
 def run_generation(*, generation_id: str) -> None:
-    if not services.generation_claim(generation_id=generation_id, worker=WORKER_NAME):
-        logger.info("skipped %s: running on a live worker, or finished", generation_id)
+    """Run the job a message names, or the one fair share picks in its stead."""
+    claimed = services.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
+    if claimed is None:
+        logger.info("skipped %s: nothing queued, or it runs on a live worker", generation_id)
         metrics.REDELIVERED.inc()
         return
-    with heartbeat.running(generation_id):
-        _run_claimed(generation_id)
+    with heartbeat.running(claimed):
+        _run_claimed(claimed)
 
 
 def _run_claimed(generation_id: str) -> None:

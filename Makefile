@@ -88,6 +88,11 @@ bench: migrate demo-models
 bench-services: migrate demo-models
 	$(PY) -m tests.bench_services
 
+# Fair share: how long one tenant's request waits behind another's backlog.
+.PHONY: bench-fairness
+bench-fairness: migrate demo-models
+	$(PY) -m tests.bench_fairness --out BENCHMARKS.md
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -44,6 +44,8 @@ class OrganizationAdmin(admin.ModelAdmin):
         "credit_balance",
         "credits_held",
         "monthly_spend_cap",
+        "queue_priority",
+        "queue_weight",
         "created_at",
     )
     search_fields = ("name", "slug")

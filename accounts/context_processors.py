@@ -13,6 +13,7 @@ NAV_LINKS = [
     ("keys", "Keys"),
     ("usage", "Usage"),
     ("members", "Members"),
+    ("webhooks", "Webhooks"),
     ("organization", "Organization"),
 ]
 

@@ -8,6 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, User
 from accounts.serializers import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
+from accounts.webhooks import EVENTS as WEBHOOK_EVENTS
 
 
 class SignInForm(AuthenticationForm):
@@ -103,3 +104,25 @@ class InviteForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class WebhookForm(forms.Form):
+    url = forms.CharField(
+        max_length=2000,
+        required=False,
+        label="Default webhook URL",
+        help_text="Every generation of the organization reports here, unless its request "
+        "names its own <code>webhook</code>. Empty = none.",
+    )
+    events = forms.MultipleChoiceField(
+        choices=[(e, e) for e in WEBHOOK_EVENTS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None checked = every event.",
+    )
+
+
+class WebhookRotateForm(forms.Form):
+    grace_seconds = forms.TypedChoiceField(
+        choices=GRACE_CHOICES, coerce=int, initial=86400, label="Old secret stops signing"
+    )

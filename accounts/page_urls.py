@@ -5,7 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from accounts.forms import SignInForm
-from accounts.views import auth, keys, members, usage
+from accounts.views import auth, keys, members, usage, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys"), name="home"),
@@ -48,6 +48,13 @@ urlpatterns = [
     path("organization/", members.organization_settings, name="organization"),
     path("organization/new/", auth.organization_new, name="organization-new"),
     path("organization/switch/", auth.switch_organization, name="organization-switch"),
+    path("webhooks/", webhooks.webhook_page, name="webhooks"),
+    path("webhooks/rotate/", webhooks.webhook_rotate, name="webhook-rotate-page"),
+    path(
+        "webhooks/deliveries/<int:pk>/redeliver/",
+        webhooks.webhook_redeliver,
+        name="webhook-redeliver-page",
+    ),
     path("usage/", usage.usage_page, name="usage"),
     path("dashboard/", usage.operator_dashboard, name="operator-dashboard"),
 ]

@@ -10,8 +10,9 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
+from accounts import webhook_signing, webhooks
 from accounts.hooks import hooks
-from accounts.models import APIKey, Membership, Organization
+from accounts.models import APIKey, Membership, Organization, WebhookDelivery
 from accounts.services import MAX_ROTATION_GRACE_SECONDS
 
 MAX_INT = 2**31 - 1
@@ -189,3 +190,99 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberListSerializer(serializers.Serializer):
     object = serializers.CharField(default="list")
     data = MemberSerializer(many=True)
+
+
+class WebhookSettingsSerializer(StrictSerializer):
+    url = serializers.CharField(
+        max_length=2000, allow_blank=True, required=False,
+        help_text="Default URL for the organization's generations; blank = none (then only "
+        "requests that carry `webhook` get deliveries).",
+    )  # fmt: skip
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=webhooks.EVENTS), required=False, max_length=6,
+        help_text="Events sent by default: queued, started, partial, completed, failed, "
+        "canceled; empty = all.",
+    )  # fmt: skip
+
+
+class WebhookRotateSerializer(StrictSerializer):
+    grace_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=webhooks.MAX_ROTATION_GRACE_SECONDS,
+        default=86400,
+        help_text="How long the old secret keeps signing too (0 = stops at once; at most 30 days).",
+    )
+
+
+class WebhookEndpointSerializer(serializers.Serializer):
+    object = serializers.CharField(default="webhook")
+    url = serializers.CharField()
+    events = serializers.ListField(child=serializers.CharField())
+    secret_redacted = serializers.CharField(allow_null=True)
+    secret_created_at = serializers.DateTimeField(allow_null=True)
+    previous_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Until then the previous secret signs deliveries too."
+    )
+    secret = serializers.CharField(
+        allow_null=True,
+        help_text="The signing secret: only in the answer that created or rotated it.",
+    )
+
+    @staticmethod
+    def present(endpoint, secret: str | None = None) -> dict:
+        if endpoint is None:
+            return {
+                "object": "webhook",
+                "url": "",
+                "events": [],
+                "secret_redacted": None,
+                "secret_created_at": None,
+                "previous_expires_at": None,
+                "secret": None,
+            }
+        return WebhookEndpointSerializer(
+            {
+                "url": endpoint.url,
+                "events": endpoint.events,
+                "secret_redacted": webhook_signing.redacted(endpoint.secret),
+                "secret_created_at": endpoint.secret_created_at,
+                "previous_expires_at": endpoint.previous_expires_at,
+                "secret": secret,
+            }
+        ).data
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    object = serializers.SerializerMethodField()
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "object",
+            "id",
+            "msg_id",
+            "generation_id",
+            "event",
+            "url",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "last_attempt_at",
+            "next_attempt_at",
+            "delivered_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_object(self, delivery) -> str:
+        return "webhook.delivery"
+
+
+class WebhookDeliveryListSerializer(serializers.Serializer):
+    object = serializers.CharField(default="list")
+    data = WebhookDeliverySerializer(many=True)
+    has_more = serializers.BooleanField()
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `before` for the next (older) page."
+    )

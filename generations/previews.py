@@ -13,7 +13,7 @@ import logging
 
 from django.core.files.base import ContentFile
 
-from generations import notify
+from generations import notify, webhooks
 from generations.engine.encoding import EXTENSIONS
 from imagehub.storage import images as storage
 
@@ -34,6 +34,7 @@ def save_preview(*, generation_id: str, k: int, data: bytes, output_format: str)
     name = preview_name(generation_id, k, output_format)
     if not storage.exists(name):
         storage.save(name, ContentFile(data))
+        webhooks.generation_event(generation_id, "partial", partial_image_index=k)
     notify.publish(partial_key(generation_id, k))
 
 

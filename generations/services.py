@@ -26,7 +26,7 @@ from accounts.ledger import (
 )
 from accounts.models import APIKey, Organization
 from accounts.usage import usage_record
-from generations import fairness, notify, pricing
+from generations import fairness, notify, pricing, webhooks
 from generations.catalog import models_on_queue, queue_of
 from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
 from generations.types import GenerationRequest
@@ -155,6 +155,7 @@ def generation_create(
         transaction.on_commit(
             lambda: generation_dispatch(generation_id=generation.id, model=generation.model)
         )
+        webhooks.generation_event(generation, "queued")  # commits with the job
     logger.info(
         "queued %s org=%s model=%s n=%d size=%s steps=%d price=%d",
         generation.id,
@@ -295,15 +296,17 @@ def generation_claim(*, generation_id: str, worker: str) -> str | None:
 
 def _claim(rows, worker: str) -> bool:
     now = timezone.now()
-    return bool(
-        rows.update(
+    with transaction.atomic():
+        claimed = rows.update(
             status=Generation.Status.RUNNING,
             started_at=now,
             worker=worker,
             heartbeat_at=now,
             attempts=F("attempts") + 1,
         )
-    )
+        if claimed:  # the `started` event commits with the claim
+            webhooks.generations_started(worker=worker, started_at=now)
+    return bool(claimed)
 
 
 @retry_once
@@ -372,6 +375,7 @@ def _finish(
         done = rows.update(status=status, finished_at=timezone.now(), **fields)
         if done:
             _settle(Generation.objects.get(pk=generation_id))
+            webhooks.generation_finished(generation_id)  # commits with the change
         transaction.on_commit(lambda: notify.publish(generation_id))
     return bool(done)
 

@@ -50,6 +50,10 @@ class GenerationRequest:
     images: tuple[InputImage, ...] = ()
     mask: Any = None  # PIL 'L' image at the size of the first input, white = repaint
     input_image_tokens: int = 0
+    # Webhooks (accounts/webhooks.py): this request's URL (empty: the organization's
+    # default, if any) and the events it wants (empty: the endpoint's, else all).
+    webhook: str = ""
+    webhook_events: tuple[str, ...] = ()
     # Extra fields a caller wants recorded in `params` (e.g. the Idempotency-Key digest).
     extra: dict = field(default_factory=dict)
 

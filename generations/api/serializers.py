@@ -12,8 +12,9 @@ import re
 from django.conf import settings
 from rest_framework import serializers
 
+from accounts import webhooks
 from generations.catalog import QUALITIES, ModelSpec, get_model
-from imagehub.errors import NotFound
+from imagehub.errors import InvalidRequest, NotFound
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 MAX_SEED = 2**63 - 1
@@ -31,6 +32,20 @@ class StrictSerializer(serializers.Serializer):
             for key in data:
                 if key not in self.fields and key not in self.ignored:
                     raise serializers.ValidationError({key: f"Unknown parameter: '{key}'."})
+        return super().to_internal_value(data)
+
+
+class WebhookEventsField(serializers.ListField):
+    """A JSON list, repeated form fields, or one comma-separated form field."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.ChoiceField(choices=webhooks.EVENTS), **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [part.strip() for part in data.split(",") if part.strip()]
+        elif isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
+            data = [part.strip() for part in data[0].split(",") if part.strip()]
         return super().to_internal_value(data)
 
 
@@ -73,6 +88,36 @@ class GenerationRequestSerializer(StrictSerializer):
     partial_images = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=3
     )
+    # imagehub extensions: a signed webhook for this generation's events.
+    webhook = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=2000,
+        help_text="A URL that gets this generation's events (signed, Standard Webhooks); "
+        "default: the organization's webhook, if set.",
+    )  # fmt: skip
+    webhook_events = WebhookEventsField(
+        required=False, allow_null=True, max_length=len(webhooks.EVENTS),
+        help_text="Which events to send: queued, started, partial, completed, failed, "
+        "canceled (default: the organization's choice, else all).",
+    )  # fmt: skip
+
+    def validate_webhook(self, value):
+        if not value:
+            return ""
+        try:
+            value = webhooks.webhook_url_check(value, param="webhook")
+        except InvalidRequest as exc:
+            raise serializers.ValidationError(exc.message) from exc
+        request = self.context.get("request")
+        organization = getattr(getattr(request, "auth", None), "organization", None)
+        if organization is not None and not webhooks.webhook_endpoint_get(
+            organization_id=organization.pk
+        ):
+            raise serializers.ValidationError(
+                "Your organization has no webhook signing secret yet: create it on the "
+                "Webhooks page or with PUT /v1/webhook (it is shown once), then send "
+                "'webhook' again."
+            )
+        return value
 
     def validate(self, attrs):
         spec = _resolve_model(attrs.get("model"))
@@ -107,6 +152,10 @@ class GenerationRequestSerializer(StrictSerializer):
             "style": attrs.get("style"),
             "stream": bool(attrs.get("stream")),
             "partial_images": attrs.get("partial_images") or 0,
+            "webhook": attrs.get("webhook") or "",
+            "webhook_events": tuple(
+                webhooks.webhook_events_check(attrs.get("webhook_events") or [])
+            ),
         }
 
     # Hooks that edits and variations override (generations/api/edit_serializers.py).

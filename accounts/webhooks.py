@@ -1,0 +1,384 @@
+"""Webhooks: an organization's endpoint and signing secrets, the delivery outbox, and
+the senders that work it off.
+
+Life of a delivery. The state change a webhook reports writes a `WebhookDelivery` row
+in its own transaction (`delivery_enqueue`), so a crash can lose the change and its
+delivery together, never one of them. Once that commits, a small pool of sender threads
+in the same process makes the first attempt at once. An attempt *claims* the row first
+(a conditional update that pushes `next_attempt_at` a lease ahead and counts the
+attempt), then makes the HTTP call outside any transaction, then records the answer in
+another short transaction: done, or due again after an exponential backoff, until
+WEBHOOK_RETRY_WINDOW_HOURS have passed. Retries, and first attempts whose process died
+before making them, are picked up by `deliveries_due`, a step of the recovery loop that
+every worker process runs (generations/recovery.py) with SELECT … FOR UPDATE SKIP LOCKED.
+A sender that dies mid-attempt leaves the row due again when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from accounts import webhook_http, webhook_signing
+from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from imagehub.db import reconnect
+from imagehub.errors import InvalidRequest, NotFound
+
+logger = logging.getLogger("accounts.webhooks")
+
+EVENTS = ("queued", "started", "partial", "completed", "failed", "canceled")
+MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
+# Rows a recovery pass takes at once.
+BATCH = 100
+
+_UNSET: Any = object()
+
+
+# --- the endpoint and its secrets ----------------------------------------------------------
+
+
+def webhook_url_check(url: str, *, param: str = "url") -> str:
+    """A URL webhooks may call, as far as its form tells (a name's addresses are checked
+    at each attempt). Raises InvalidRequest naming `param`."""
+    url = url.strip()
+    if len(url) > 2000:
+        raise InvalidRequest("A webhook URL is at most 2000 characters.", param=param)
+    try:
+        _, host, _, _ = webhook_http.check_url(url)
+        if not settings.WEBHOOK_ALLOW_PRIVATE:
+            webhook_http.check_literal(host)
+    except webhook_http.DestinationRefused as exc:
+        raise InvalidRequest(str(exc), param=param) from exc
+    return url
+
+
+def webhook_events_check(events: list[str], *, param: str = "events") -> list[str]:
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown webhook event '{unknown[0]}'; the events are {', '.join(EVENTS)}.",
+            param=param,
+        )
+    return [e for e in EVENTS if e in events]  # canonical order, no repeats
+
+
+def webhook_endpoint_get(*, organization_id: int) -> WebhookEndpoint | None:
+    return WebhookEndpoint.objects.filter(organization_id=organization_id).first()
+
+
+@transaction.atomic
+def webhook_endpoint_set(
+    *, organization: Organization, url: str | None = _UNSET, events: list[str] | None = _UNSET
+) -> tuple[WebhookEndpoint, str | None]:
+    """Set the default URL (blank = none) and events (empty = all); arguments left out
+    stay. The first call creates the signing secret and returns it, once; later calls
+    return None in its place."""
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(organization=organization).first()
+    created = endpoint is None
+    if created:
+        endpoint = WebhookEndpoint(organization=organization, secret=webhook_signing.new_secret())
+    if url is not _UNSET:
+        endpoint.url = webhook_url_check(url) if url else ""
+    if events is not _UNSET:
+        endpoint.events = webhook_events_check(list(events or []))
+    endpoint.updated_at = timezone.now()
+    endpoint.save()
+    return endpoint, endpoint.secret if created else None
+
+
+@transaction.atomic
+def webhook_secret_rotate(
+    *, organization: Organization, grace_seconds: int = 86400
+) -> tuple[WebhookEndpoint, str]:
+    """A new signing secret. Deliveries are signed with both until `grace_seconds` have
+    passed (0 = the old one stops at once); a secret from an earlier rotation that was
+    still in its grace period stops now."""
+    if not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
+        raise InvalidRequest(
+            f"grace_seconds must be between 0 and {MAX_ROTATION_GRACE_SECONDS} (30 days).",
+            param="grace_seconds",
+        )
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(organization=organization).first()
+    if endpoint is None:
+        endpoint, secret = webhook_endpoint_set(organization=organization)
+        return endpoint, secret
+    now = timezone.now()
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_expires_at = now + timedelta(seconds=grace_seconds)
+    endpoint.secret = webhook_signing.new_secret()
+    endpoint.secret_created_at = now
+    endpoint.updated_at = now
+    endpoint.save()
+    return endpoint, endpoint.secret
+
+
+def webhook_target(
+    *, organization_id: int, url: str | None, events: list[str] | None
+) -> tuple[str, list[str]] | None:
+    """Where a generation's events go and which: its own `webhook` if it named one, else
+    the organization's default URL; its own `webhook_events` if given, else the
+    endpoint's (empty = all). None: no webhook."""
+    if not url:
+        endpoint = webhook_endpoint_get(organization_id=organization_id)
+        if endpoint is None or not endpoint.url:
+            return None
+        url, events = endpoint.url, events or endpoint.events
+    return url, list(events or EVENTS)
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def delivery_enqueue(
+    *,
+    organization_id: int,
+    generation_id: str,
+    event: str,
+    url: str,
+    payload: dict,
+    now: datetime | None = None,
+) -> WebhookDelivery:
+    """Record a delivery, in the caller's transaction; the first attempt follows its
+    commit in a sender thread of this process."""
+    now = now or timezone.now()
+    delivery = WebhookDelivery.objects.create(
+        organization_id=organization_id,
+        generation_id=generation_id,
+        event=event,
+        url=url,
+        msg_id=webhook_signing.new_message_id(),
+        body=json.dumps(payload, separators=(",", ":")),
+        next_attempt_at=now,
+        retry_until=now + timedelta(hours=settings.WEBHOOK_RETRY_WINDOW_HOURS),
+        created_at=now,
+    )
+    transaction.on_commit(lambda: sender.submit([delivery.pk], claimed=False))
+    return delivery
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before attempt `attempts + 1`: BASE, 2×BASE, 4×BASE … up to MAX, plus up
+    to 10 % jitter so that a receiver coming back is not hit by every retry at once."""
+    base = settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 30)
+    return min(base, settings.WEBHOOK_RETRY_MAX_SECONDS) * (1 + random.random() * 0.1)
+
+
+def delivery_claim(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery | None:
+    """Take one due delivery for an attempt (None if it is not due, or taken)."""
+    now = now or timezone.now()
+    taken = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + _lease(), attempts=F("attempts") + 1, last_attempt_at=now)
+    return WebhookDelivery.objects.filter(pk=delivery_id).first() if taken else None
+
+
+def deliveries_due(*, now: datetime | None = None, inline: bool = False) -> int:
+    """The recovery loop's step: claim the deliveries that are due (retries, and first
+    attempts whose process died before making them) and hand them to this process's
+    senders (`inline`: attempt them here, one after the other). Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:BATCH]
+        )
+        if ids:
+            WebhookDelivery.objects.filter(pk__in=ids).update(
+                next_attempt_at=now + _lease(), attempts=F("attempts") + 1, last_attempt_at=now
+            )
+    if ids and inline:
+        for delivery in WebhookDelivery.objects.filter(pk__in=ids).order_by("pk"):
+            delivery_attempt(delivery=delivery, now=now)
+    elif ids:
+        sender.submit(ids, claimed=True)
+    return len(ids)
+
+
+def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) -> WebhookDelivery:
+    """Make the HTTP call of a claimed delivery and record what came of it."""
+    endpoint = webhook_endpoint_get(organization_id=delivery.organization_id)
+    timestamp = int(now.timestamp()) if now else int(time.time())
+    body = delivery.body.encode()
+    error, code, refused = "", None, False
+    if endpoint is None:
+        error, refused = "the organization has no webhook signing secret", True
+    else:
+        headers = {
+            "webhook-id": delivery.msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": webhook_signing.signature_header(
+                endpoint.signing_secrets(now),
+                msg_id=delivery.msg_id,
+                timestamp=timestamp,
+                body=body,
+            ),
+        }
+        try:
+            answer = webhook_http.post(
+                delivery.url,
+                body,
+                headers,
+                timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                max_response_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
+                allow_private=settings.WEBHOOK_ALLOW_PRIVATE,
+            )
+        except webhook_http.DestinationRefused as exc:
+            error, refused = f"refused: {exc}", True
+        else:
+            code, error = answer.status, answer.error
+            if code is not None and not answer.ok and not error:
+                error = f"answered {code}"
+            if answer.ok:
+                return _record(delivery, now=now, code=code, succeeded=True)
+    return _record(delivery, now=now, code=code, error=error, final=refused)
+
+
+def _record(
+    delivery: WebhookDelivery,
+    *,
+    now: datetime | None,
+    code: int | None,
+    succeeded: bool = False,
+    error: str = "",
+    final: bool = False,
+) -> WebhookDelivery:
+    now = now or timezone.now()
+    fields: dict[str, Any] = {"last_status_code": code, "last_error": error[:500]}
+    if succeeded:
+        fields.update(
+            status=WebhookDelivery.Status.SUCCEEDED, delivered_at=now, next_attempt_at=None
+        )
+    elif final or now >= delivery.retry_until:
+        fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
+    else:
+        fields.update(next_attempt_at=now + timedelta(seconds=retry_delay(delivery.attempts)))
+    # Only the attempt that holds the claim records (a stale one, past its lease, not).
+    WebhookDelivery.objects.filter(
+        pk=delivery.pk, status=WebhookDelivery.Status.PENDING, attempts=delivery.attempts
+    ).update(**fields)
+    if succeeded:
+        logger.info("delivered %s %s to %s", delivery.event, delivery.generation_id, delivery.url)
+    else:
+        logger.warning(
+            "webhook %s of %s to %s failed (attempt %d): %s",
+            delivery.event,
+            delivery.generation_id,
+            delivery.url,
+            delivery.attempts,
+            error or code,
+        )
+    delivery.refresh_from_db()
+    return delivery
+
+
+def delivery_redeliver(*, organization: Organization, delivery_id: int) -> WebhookDelivery:
+    """Send a delivery again now (same webhook-id), with a fresh retry window."""
+    delivery = delivery_get(organization=organization, delivery_id=delivery_id)
+    now = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=WebhookDelivery.Status.PENDING,
+        next_attempt_at=now,
+        retry_until=now + timedelta(hours=settings.WEBHOOK_RETRY_WINDOW_HOURS),
+    )
+    transaction.on_commit(lambda: sender.submit([delivery.pk], claimed=False))
+    delivery.refresh_from_db()
+    return delivery
+
+
+def delivery_get(*, organization: Organization, delivery_id: int) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.filter(organization=organization, pk=delivery_id).first()
+    if delivery is None:
+        raise NotFound(
+            f"No webhook delivery with id {delivery_id}.", param="id", code="delivery_not_found"
+        )
+    return delivery
+
+
+def delivery_list(
+    *, organization: Organization, before: int | None = None, status: str | None = None
+) -> QuerySet[WebhookDelivery]:
+    """Newest first; `before`: ids below it (the next page)."""
+    rows = WebhookDelivery.objects.filter(organization=organization).defer("body")
+    if before is not None:
+        rows = rows.filter(pk__lt=before)
+    if status:
+        rows = rows.filter(status=status)
+    return rows.order_by("-pk")
+
+
+# --- the senders ---------------------------------------------------------------------------
+
+
+class Sender:
+    """Daemon threads of this process that make delivery attempts (a slow receiver
+    holds one thread, not the others). Losing what is queued here loses nothing: the rows
+    are due, and the recovery loop hands them to a sender again."""
+
+    def __init__(self):
+        self._queue: queue.Queue[tuple[int, bool]] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def submit(self, delivery_ids: list[int], *, claimed: bool) -> None:
+        self._start()
+        for delivery_id in delivery_ids:
+            self._queue.put((delivery_id, claimed))
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Whether everything submitted so far was attempted within `timeout` (tests)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the threads stayed in the parent
+                self.__init__()
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < settings.WEBHOOK_SENDER_THREADS:
+                thread = threading.Thread(
+                    target=self._run, name=f"imagehub-webhooks-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def _run(self) -> None:
+        while True:
+            delivery_id, claimed = self._queue.get()
+            try:
+                if claimed:
+                    delivery = WebhookDelivery.objects.filter(pk=delivery_id).first()
+                else:
+                    delivery = delivery_claim(delivery_id=delivery_id)
+                if delivery is not None:
+                    delivery_attempt(delivery=delivery)
+            except Exception:  # noqa: BLE001 - the row stays due; the recovery loop retries
+                logger.warning("webhook delivery %s: attempt failed", delivery_id, exc_info=True)
+            finally:
+                reconnect()  # hand the connection back between attempts
+                self._queue.task_done()
+
+
+sender = Sender()

@@ -1,0 +1,69 @@
+"""A generation's webhook events: which state change is which event, and its body.
+
+The body is ``{"type": "image.generation.<event>", "timestamp": …, "data": <the
+generation object GET /v1/images/generations/{id} returns>}``; the delivery itself
+(outbox row, signing, sending, retries) is accounts/webhooks.py's. Every call here runs
+inside the transaction of the state change it reports, so the two commit together.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from accounts import webhooks
+from generations.api.presenters import generation_payload
+from generations.models import Generation
+
+# Final statuses and the events that report them.
+FINISHED = {
+    Generation.Status.SUCCEEDED: "completed",
+    Generation.Status.FAILED: "failed",
+    Generation.Status.CANCELED: "canceled",
+}
+
+
+def generation_event(generation: Generation | str, event: str, **extra) -> None:
+    """Record the `event` delivery of a generation if it (or its organization) asked
+    for webhooks and for that event."""
+    if isinstance(generation, str):
+        generation = Generation.objects.get(pk=generation)
+    params = generation.params or {}
+    target = webhooks.webhook_target(
+        organization_id=generation.organization_id,
+        url=params.get("webhook"),
+        events=params.get("webhook_events"),
+    )
+    if target is None or event not in target[1]:
+        return
+    now = timezone.now()
+    webhooks.delivery_enqueue(
+        organization_id=generation.organization_id,
+        generation_id=generation.id,
+        event=event,
+        url=target[0],
+        payload={
+            "type": f"image.generation.{event}",
+            "timestamp": now.isoformat().replace("+00:00", "Z"),
+            "data": generation_payload(generation, None),
+            **extra,
+        },
+        now=now,
+    )
+
+
+def generation_finished(generation_id: str) -> None:
+    """completed, failed or canceled, from the row's final status (re-read, so the body
+    shows what was just settled)."""
+    generation = Generation.objects.get(pk=generation_id)
+    event = FINISHED.get(generation.status)
+    if event is not None:
+        generation_event(generation, event)
+
+
+def generations_started(*, worker: str, started_at) -> None:
+    """`started` for the job(s) a claim just took: the rows it stamped with this
+    worker and this instant (the claim's own conditional update, in this transaction)."""
+    for generation in Generation.objects.filter(
+        status=Generation.Status.RUNNING, worker=worker, started_at=started_at
+    ):
+        generation_event(generation, "started")

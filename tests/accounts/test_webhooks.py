@@ -1,0 +1,528 @@
+"""Webhooks: Standard Webhooks signatures, outbound safety (SSRF), the outbox with its
+retries and backoff, events and their filters, the organization's default webhook and
+secret rotation, the management API and the page."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import webhook_http, webhook_signing, webhooks
+from accounts.models import Membership, WebhookDelivery
+from generations.models import Generation
+from generations.services import generation_cancel, generation_fail
+from generations.worker.jobs import run_generation
+from tests.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+# The Standard Webhooks reference test vector (libraries/python/tests/test_webhooks.py,
+# test_sign_function, in github.com/standard-webhooks/standard-webhooks).
+VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+VECTOR_TIMESTAMP = 1614265330
+VECTOR_BODY = '{"test": 2432232314}'
+VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def private_ok(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    return settings
+
+
+@pytest.fixture
+def endpoint(tenant):
+    """The tenant's webhook settings with a signing secret and no default URL."""
+    endpoint, secret = webhooks.webhook_endpoint_set(organization=tenant.org)
+    return endpoint
+
+
+def deliveries(**filters):
+    return list(WebhookDelivery.objects.filter(**filters).order_by("pk"))
+
+
+# --- signing -----------------------------------------------------------------------------
+
+
+def test_signature_matches_the_standard_webhooks_test_vector():
+    sig = webhook_signing.sign(
+        VECTOR_SECRET, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP, body=VECTOR_BODY
+    )
+    assert sig == VECTOR_SIGNATURE
+    # Without the prefix, and unpadded, the key is the same.
+    assert (
+        webhook_signing.sign(
+            VECTOR_SECRET.removeprefix("whsec_"),
+            msg_id=VECTOR_ID,
+            timestamp=VECTOR_TIMESTAMP,
+            body=VECTOR_BODY,
+        )
+        == VECTOR_SIGNATURE
+    )
+    assert webhook_signing.verify(
+        VECTOR_SECRET,
+        msg_id=VECTOR_ID,
+        timestamp=VECTOR_TIMESTAMP,
+        body=VECTOR_BODY.encode(),
+        header=f"v1,bm90IGl0 {VECTOR_SIGNATURE}",
+    )
+    assert not webhook_signing.verify(
+        VECTOR_SECRET, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP + 1, body=VECTOR_BODY,
+        header=VECTOR_SIGNATURE,
+    )  # fmt: skip
+
+
+def test_new_secrets_are_whsec_base64_of_24_random_bytes():
+    a, b = webhook_signing.new_secret(), webhook_signing.new_secret()
+    assert a.startswith("whsec_") and a != b
+    assert len(base64.b64decode(a.removeprefix("whsec_"))) == 24
+    with pytest.raises(ValueError):
+        webhook_signing.secret_key("whsec_")
+
+
+# --- outbound safety ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+        "0.0.0.0", "100.64.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
+        "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    ],
+)  # fmt: skip
+def test_private_loopback_link_local_multicast_reserved_addresses_are_refused(address):
+    assert webhook_http.address_refused(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address):
+    assert webhook_http.address_refused(address) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:7f00:1]/hook",
+        "http://localhost/hook",  # a name resolving to loopback
+        "http://2130706433/hook",  # 127.0.0.1 written as one number
+        "http://0x7f.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
+def test_post_refuses_forbidden_destinations(url):
+    with pytest.raises(webhook_http.DestinationRefused):
+        webhook_http.post(url, b"{}", {}, timeout=1, max_response_bytes=10)
+
+
+def test_a_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        # One public and one private answer: every address is checked.
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port)),
+        ]
+
+    monkeypatch.setattr(webhook_http.socket, "getaddrinfo", fake_getaddrinfo)
+    with pytest.raises(webhook_http.DestinationRefused, match="10.0.0.7"):
+        webhook_http.post("https://hooks.example.com/x", b"{}", {}, timeout=1, max_response_bytes=1)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http:///x"]
+)
+def test_only_plain_http_and_https_urls(url):
+    with pytest.raises(webhook_http.DestinationRefused):
+        webhook_http.check_url(url)
+
+
+def test_redirects_are_not_followed(receiver):
+    answer = webhook_http.post(
+        f"{receiver.url}/redirect", b"{}", {}, timeout=2, max_response_bytes=100,
+        allow_private=True,
+    )  # fmt: skip
+    assert answer.status == 302 and not answer.ok and "not followed" in answer.error
+    assert [r.path for r in receiver.wait_for(1)] == ["/redirect"]
+
+
+def test_the_answer_is_read_up_to_the_cap_and_slow_receivers_time_out(receiver):
+    big = webhook_http.post(
+        f"{receiver.url}/big", b"{}", {}, timeout=5, max_response_bytes=1000, allow_private=True
+    )
+    assert big.ok and len(big.body) == 1000
+    slow = webhook_http.post(
+        f"{receiver.url}/slow/3", b"{}", {}, timeout=0.3, max_response_bytes=10, allow_private=True
+    )
+    assert slow.status is None and "timed out" in slow.error.lower()
+
+
+def test_connection_refused_is_an_answer_not_an_exception():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    answer = webhook_http.post(
+        f"http://127.0.0.1:{port}/", b"{}", {}, timeout=1, max_response_bytes=1, allow_private=True
+    )
+    assert answer.status is None and "connect" in answer.error
+
+
+# --- request fields ----------------------------------------------------------------------
+
+
+def create(api, **fields):
+    body = {"prompt": "a lighthouse", "size": "64x64", "num_inference_steps": 2, **fields}
+    return api.post("/v1/images/generations", body, format="json", HTTP_PREFER="respond-async")
+
+
+def test_webhook_fields_are_validated(api, endpoint, stub_broker):
+    for value, message in (
+        ("ftp://example.com/x", "http"),
+        ("http://10.0.0.1/hook", "private"),
+        ("http://[fe80::1]/hook", "link-local"),
+    ):
+        response = create(api, webhook=value)
+        assert response.status_code == 400, value
+        error = response.json()["error"]
+        assert error["param"] == "webhook" and message in error["message"]
+    response = create(api, webhook="https://hooks.example.com/x", webhook_events=["done"])
+    assert response.status_code == 400 and response.json()["error"]["param"].startswith(
+        "webhook_events"
+    )
+
+
+def test_a_webhook_needs_the_organizations_signing_secret_first(api, stub_broker):
+    response = create(api, webhook="https://hooks.example.com/x")
+    assert response.status_code == 400
+    assert "signing secret" in response.json()["error"]["message"]
+
+
+def test_webhook_fields_are_recorded_and_a_plain_request_is_unchanged(api, endpoint, stub_broker):
+    response = create(
+        api, webhook="https://hooks.example.com/x", webhook_events=["completed", "queued"]
+    )
+    assert response.status_code == 202
+    generation = Generation.objects.get(pk=response.json()["id"])
+    assert generation.params["webhook"] == "https://hooks.example.com/x"
+    assert generation.params["webhook_events"] == ["queued", "completed"]
+    [queued] = deliveries(generation_id=generation.id)
+    assert queued.event == "queued" and queued.url == "https://hooks.example.com/x"
+    body = json.loads(queued.body)
+    assert body["type"] == "image.generation.queued"
+    assert datetime.fromisoformat(body["timestamp"]).utcoffset() == timedelta(0)
+    assert body["timestamp"].endswith("Z")
+    assert body["data"] == {**response.json(), "timings": body["data"]["timings"]}
+    # No webhook and no default: no delivery, and the same answer as before.
+    plain = create(api)
+    assert plain.status_code == 202 and "webhook" not in plain.json()
+    assert deliveries(generation_id=plain.json()["id"]) == []
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+def test_a_generation_reports_queued_started_completed(make_generation, endpoint):
+    generation = make_generation(webhook="https://hooks.example.com/a")
+    run_generation(generation_id=generation.id)
+    rows = deliveries(generation_id=generation.id)
+    assert [d.event for d in rows] == ["queued", "started", "completed"]
+    completed = json.loads(rows[-1].body)
+    assert completed["type"] == "image.generation.completed"
+    assert completed["data"]["status"] == "succeeded" and len(completed["data"]["data"]) == 2
+    assert completed["data"]["usage"]["credits_charged"] == generation.price
+    assert json.loads(rows[1].body)["data"]["status"] == "running"
+    assert len({d.msg_id for d in rows}) == 3
+
+
+def test_events_are_filtered(make_generation, endpoint):
+    generation = make_generation(webhook="https://h.example.com/", webhook_events=("completed",))
+    assert deliveries() == []
+    run_generation(generation_id=generation.id)
+    assert [d.event for d in deliveries()] == ["completed"]
+
+
+def test_failed_and_canceled_are_reported(make_generation, endpoint):
+    failing = make_generation(webhook="https://h.example.com/", webhook_events=("failed",))
+    generation_fail(generation_id=failing.id, code="engine_error", message="boom")
+    [failed] = deliveries(generation_id=failing.id)
+    assert json.loads(failed.body)["data"]["error"]["code"] == "engine_error"
+    canceled = make_generation(webhook="https://h.example.com/", webhook_events=("canceled",))
+    generation_cancel(generation=canceled)
+    generation_cancel(generation=canceled)  # once only
+    assert [d.event for d in deliveries(generation_id=canceled.id)] == ["canceled"]
+
+
+def test_partial_images_are_reported_once(make_generation, endpoint):
+    from generations.previews import save_preview
+
+    generation = make_generation(webhook="https://h.example.com/", webhook_events=("partial",))
+    for _ in range(2):  # a redelivered job stores (and reports) a preview once
+        save_preview(generation_id=generation.id, k=0, data=b"png", output_format="png")
+    [partial] = deliveries(generation_id=generation.id)
+    assert json.loads(partial.body)["partial_image_index"] == 0
+
+
+def test_the_organization_default_webhook_and_its_events(tenant, make_generation):
+    webhooks.webhook_endpoint_set(
+        organization=tenant.org, url="https://default.example.com/h", events=["completed"]
+    )
+    generation = make_generation()
+    run_generation(generation_id=generation.id)
+    [row] = deliveries(generation_id=generation.id)
+    assert (row.event, row.url) == ("completed", "https://default.example.com/h")
+    # A request's own webhook and events win over the default.
+    own = make_generation(webhook="https://own.example.com/", webhook_events=("queued",))
+    [row] = deliveries(generation_id=own.id)
+    assert (row.event, row.url) == ("queued", "https://own.example.com/")
+
+
+def test_the_delivery_commits_with_the_state_change_or_not_at_all(make_generation, endpoint):
+    generation = make_generation(webhook="https://h.example.com/", webhook_events=("failed",))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        generation_fail(generation_id=generation.id, code="x", message="x")
+        raise RuntimeError("the transaction rolls back")
+    assert Generation.objects.get(pk=generation.id).status == "queued"
+    assert deliveries() == []
+
+
+# --- delivery, retries, durability ---------------------------------------------------------
+
+
+def verify_received(received, secret: str) -> dict:
+    headers = received.headers
+    assert webhook_signing.verify(
+        secret,
+        msg_id=headers["webhook-id"],
+        timestamp=int(headers["webhook-timestamp"]),
+        body=received.body,
+        header=headers["webhook-signature"],
+    )
+    return json.loads(received.body)
+
+
+def test_a_due_delivery_is_sent_signed_by_the_recovery_step(
+    make_generation, tenant, receiver, private_ok
+):
+    """What a restarted process does: deliveries written before it died (whose first
+    attempt never happened) are found and sent."""
+    endpoint, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    generation = make_generation(webhook_events=("queued",))
+    [row] = deliveries()
+    assert row.status == "pending" and row.attempts == 0  # nobody sent it
+    assert webhooks.deliveries_due(inline=True) == 1
+    [received] = receiver.wait_for(1)
+    body = verify_received(received, secret)
+    assert body["data"]["id"] == generation.id and received.headers["webhook-id"] == row.msg_id
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.last_status_code) == ("succeeded", 1, 204)
+    assert webhooks.deliveries_due(inline=True) == 0
+
+
+def test_failed_attempts_back_off_exponentially_for_the_retry_window(
+    make_generation, tenant, receiver, private_ok
+):
+    private_ok.WEBHOOK_RETRY_BASE_SECONDS = 5
+    private_ok.WEBHOOK_RETRY_MAX_SECONDS = 3600
+    private_ok.WEBHOOK_RETRY_WINDOW_HOURS = 24
+    webhooks.webhook_endpoint_set(organization=tenant.org, url=f"{receiver.url}/status/503")
+    make_generation(webhook_events=("queued",))
+    [row] = deliveries()
+    t = row.created_at
+    gaps = []
+    while True:
+        assert webhooks.deliveries_due(now=t, inline=True) == 1
+        row.refresh_from_db()
+        if row.status != "pending":
+            break
+        gap = (row.next_attempt_at - t).total_seconds()
+        gaps.append(gap)
+        # Not due a moment before its time, due at it.
+        assert webhooks.deliveries_due(now=row.next_attempt_at - timedelta(seconds=1)) == 0
+        t = row.next_attempt_at
+    assert row.status == "failed" and row.last_status_code == 503
+    assert 5 <= gaps[0] <= 5.5 and 10 <= gaps[1] <= 11 and 20 <= gaps[2] <= 22
+    assert max(gaps) <= 3600 * 1.1 and 3600 <= gaps[-1]
+    assert t - row.created_at >= timedelta(hours=24)  # retried for at least the window
+    assert row.attempts == len(gaps) + 1 < 50
+    assert len(receiver.wait_for(row.attempts)) == row.attempts
+    # Redeliver: due again at once, same webhook-id, a fresh window.
+    webhooks.delivery_redeliver(organization=tenant.org, delivery_id=row.pk)
+    row.refresh_from_db()
+    assert row.status == "pending" and row.retry_until > timezone.now() + timedelta(hours=23)
+
+
+def test_a_sender_that_died_mid_attempt_leaves_the_delivery_due_after_its_lease(
+    make_generation, tenant, receiver, private_ok
+):
+    webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    make_generation(webhook_events=("queued",))
+    [row] = deliveries()
+    now = timezone.now()
+    assert webhooks.delivery_claim(delivery_id=row.pk, now=now) is not None  # ...then died
+    assert webhooks.deliveries_due(now=now + timedelta(seconds=5), inline=True) == 0
+    assert webhooks.deliveries_due(now=now + timedelta(minutes=5), inline=True) == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("succeeded", 2)
+    # The stale attempt cannot overwrite what the newer one recorded.
+    row.attempts = 1
+    webhooks._record(row, now=None, code=500, error="late")
+    row.refresh_from_db()
+    assert row.status == "succeeded"
+
+
+def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_generation):
+    webhooks.webhook_endpoint_set(organization=tenant.org, url="http://localhost:9/hook")
+    make_generation(webhook_events=("queued",))
+    assert webhooks.deliveries_due(inline=True) == 1
+    [row] = deliveries()
+    assert row.status == "failed" and row.last_error.startswith("refused")
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+
+def test_rotation_signs_with_both_secrets_during_the_grace_period(
+    tenant, make_generation, receiver, private_ok
+):
+    endpoint, old = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    assert (
+        old and webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)[1] is None
+    )
+    endpoint, new = webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=3600)
+    assert new != old and endpoint.signing_secrets() == [new, old]
+    make_generation(webhook_events=("queued",))
+    webhooks.deliveries_due(inline=True)
+    [received] = receiver.wait_for(1)
+    assert len(received.headers["webhook-signature"].split()) == 2
+    verify_received(received, old)
+    verify_received(received, new)
+    # After the grace period only the new secret signs; rotating again ends a grace now.
+    assert endpoint.signing_secrets(timezone.now() + timedelta(hours=2)) == [new]
+    endpoint, newest = webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=0)
+    assert endpoint.signing_secrets(timezone.now() + timedelta(seconds=1)) == [newest]
+    with pytest.raises(Exception, match="grace_seconds"):
+        webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=-1)
+
+
+# --- the management API ------------------------------------------------------------------
+
+
+def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generation):
+    client = tenant.manage_client()
+    assert client.get("/v1/webhook").json()["secret_redacted"] is None
+    first = client.put(
+        "/v1/webhook", {"url": "https://hooks.example.com/a", "events": ["completed"]},
+        format="json",
+    )  # fmt: skip
+    assert first.status_code == 201 and first.json()["secret"].startswith("whsec_")
+    again = client.patch("/v1/webhook", {"events": []}, format="json")
+    assert again.status_code == 200 and again.json()["secret"] is None
+    assert again.json()["url"] == "https://hooks.example.com/a" and again.json()["events"] == []
+    shown = client.get("/v1/webhook").json()
+    assert shown["secret"] is None and first.json()["secret"] not in json.dumps(shown)
+    rotated = client.post("/v1/webhook/rotate", {"grace_seconds": 60}, format="json").json()
+    assert rotated["secret"] not in (None, first.json()["secret"])
+    assert rotated["previous_expires_at"]
+    bad = client.put("/v1/webhook", {"url": "http://192.168.0.1/"}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "url"
+    assert client.put("/v1/webhook", {"nope": 1}, format="json").status_code == 400
+
+    for _ in range(3):
+        make_generation()
+    listed = client.get("/v1/webhook/deliveries?limit=2").json()
+    assert [d["event"] for d in listed["data"]] == ["queued", "queued"] and listed["has_more"]
+    rest = client.get(f"/v1/webhook/deliveries?before={listed['next_before']}").json()
+    assert len(rest["data"]) == 1 and not rest["has_more"]
+    delivery_id = rest["data"][0]["id"]
+    WebhookDelivery.objects.filter(pk=delivery_id).update(status="failed", next_attempt_at=None)
+    redone = client.post(f"/v1/webhook/deliveries/{delivery_id}/redeliver")
+    assert redone.status_code == 200 and redone.json()["status"] == "pending"
+    assert client.get("/v1/webhook/deliveries?status=bogus").status_code == 400
+
+
+def test_members_read_but_do_not_change_webhooks_and_tenants_are_apart(
+    tenant, other_tenant, make_generation
+):
+    member = tenant.member(Membership.Role.MEMBER)
+    client = tenant.manage_client(member)
+    assert client.get("/v1/webhook").status_code == 200
+    assert client.put("/v1/webhook", {"url": ""}, format="json").status_code == 403
+    assert client.post("/v1/webhook/rotate", {}, format="json").status_code == 403
+    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://a.example.com/")
+    make_generation()
+    [row] = deliveries()
+    other = other_tenant.manage_client()
+    assert other.get("/v1/webhook/deliveries").json()["data"] == []
+    assert other.post(f"/v1/webhook/deliveries/{row.pk}/redeliver").status_code == 404
+
+
+def test_openapi_documents_the_webhook_api_and_fields(client):
+    schema = client.get("/openapi.json").json()
+    for path in ("/v1/webhook", "/v1/webhook/rotate", "/v1/webhook/deliveries"):
+        assert path in schema["paths"], path
+    request = json.dumps(schema["components"]["schemas"])
+    assert "webhook_events" in request
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant, make_generation):
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(tenant.user)
+    page = browser.get("/webhooks/")
+    assert page.status_code == 200 and b"No deliveries yet" in page.content
+    saved = browser.post(
+        "/webhooks/", {"url": "https://hooks.example.com/p", "events": ["queued", "completed"]}
+    )
+    endpoint = webhooks.webhook_endpoint_get(organization_id=tenant.org.pk)
+    assert saved.status_code == 200 and endpoint.secret.encode() in saved.content
+    assert saved["Cache-Control"] == "no-store"
+    assert endpoint.url == "https://hooks.example.com/p"
+    assert endpoint.events == ["queued", "completed"]
+    later = browser.get("/webhooks/")
+    assert endpoint.secret.encode() not in later.content
+    assert webhook_signing.redacted(endpoint.secret).encode() in later.content
+    bad = browser.post("/webhooks/", {"url": "http://127.0.0.1/x"})
+    assert bad.status_code == 400 and b"loopback" in bad.content
+
+    rotated = browser.post("/webhooks/rotate/", {"grace_seconds": 3600})
+    endpoint.refresh_from_db()
+    assert endpoint.secret.encode() in rotated.content and b"signs too until" in rotated.content
+
+    make_generation()
+    [row] = deliveries()
+    WebhookDelivery.objects.filter(pk=row.pk).update(
+        status="failed", last_status_code=500, attempts=7, next_attempt_at=None
+    )
+    log = browser.get("/webhooks/").content.decode()
+    assert row.generation_id in log and "failed" in log and "500" in log and "Redeliver" in log
+    browser.post(f"/webhooks/deliveries/{row.pk}/redeliver/")
+    row.refresh_from_db()
+    assert row.status == "pending"
+
+    member = tenant.member(Membership.Role.MEMBER)
+    browser.force_login(member)
+    as_member = browser.get("/webhooks/").content.decode()
+    assert "Only owners and admins" in as_member and "Redeliver" not in as_member
+    assert browser.post("/webhooks/", {"url": ""}).status_code == 302
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://hooks.example.com/p"

@@ -187,7 +187,7 @@ def test_reconcile_reports_a_stale_hold_and_fix_releases_it(tenant, make_generat
         generation,
         silent=settings.GENERATION_TIME_LIMIT_SECONDS + settings.GENERATION_TAKEOVER_SECONDS + 5,
     )
-    with pytest.raises(Exception, match="1 problem"):
+    with pytest.raises(Exception, match="1 mismatch"):
         call_command("reconcile_ledger")
     call_command("reconcile_ledger", "--fix")
     generation.refresh_from_db()

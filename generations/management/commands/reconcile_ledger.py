@@ -44,7 +44,7 @@ class Command(BaseCommand):
         for line in problems:
             self.stderr.write(line)
         if problems:
-            raise CommandError(f"{len(problems)} problem(s) between balances and the ledger")
+            raise CommandError(f"{len(problems)} mismatch(es) between balances and the ledger")
         self.stdout.write(
             f"ledger reconciled: {Organization.objects.count()} organizations, "
             f"{CreditEntry.objects.count()} entries, no mismatch"

@@ -114,7 +114,8 @@ METRICS = (
 
 
 def spent_this_month(*, organization: Organization, api_key: APIKey | None = None) -> int:
-    """Captured micro-credits this calendar month (UTC)."""
+    """Spent: micro-credits captured this calendar month (UTC), for delivered images.
+    (What the monthly caps count is `committed_this_month`: spent plus still held.)"""
     start = dt.datetime.combine(month_of(), dt.time(), tzinfo=dt.UTC)
     rows = UsageRollup.objects.filter(organization=organization, hour__gte=start)
     if api_key is not None:
@@ -123,6 +124,8 @@ def spent_this_month(*, organization: Organization, api_key: APIKey | None = Non
 
 
 def committed_this_month(*, organization: Organization, api_key: APIKey | None = None) -> int:
+    """Committed: captured plus held this month (holds minus releases), the figure the
+    monthly spend caps are checked against (accounts.ledger.credits_authorize)."""
     row = MonthlySpend.objects.filter(
         organization=organization,
         month=month_of(),

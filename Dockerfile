@@ -55,8 +55,10 @@ RUN pip install --no-deps -e .
 # The demo models (random weights, a few MB) are built into the image, so every
 # container of a deployment loads the same files without building them at start.
 ENV IMAGEHUB_DEMO_MODELS_DIR=/opt/imagehub/models
+# Built as root, read by the unprivileged user: the weights are written owner-only.
 RUN IMAGEHUB_DATA_DIR=/tmp/build-data HF_HUB_OFFLINE=1 python manage.py build_demo_models \
- && rm -rf /tmp/build-data
+ && rm -rf /tmp/build-data \
+ && chmod -R a+rX /opt/imagehub/models
 
 # Not root. /data holds the generated secret key (when DJANGO_SECRET_KEY is unset), the
 # model hub cache and, with STORAGE=local, the images: a volume shared by the containers.

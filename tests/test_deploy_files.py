@@ -7,7 +7,9 @@ running a worker lets its jobs in flight finish.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,50 @@ def _graceful_timeouts(path: str) -> list[int]:
         text = text.replace("$(GRACEFUL_TIMEOUT)", default)
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     return [int(value) for value in GRACEFUL.findall(code)]
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name:
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _server(argv: list[str]) -> tuple[str, str | None]:
+    """(application, worker class) of a gunicorn command line."""
+    start = next(i for i, arg in enumerate(argv) if arg.endswith("gunicorn"))
+    return argv[start + 1], _option(argv, "--worker-class")
+
+
+def _make_web_server() -> tuple[str, str | None]:
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    opts = re.search(r"^GUNICORN_OPTS\s*:?=(.*)$", makefile, re.MULTILINE)[1]
+    web = re.search(r"^web:.*\n\t(.*gunicorn.*)$", makefile, re.MULTILINE)[1]
+    argv = shlex.split(web.replace("$(GUNICORN_OPTS)", opts))
+    return _server(argv)
+
+
+def _deployed_servers() -> dict[str, tuple[str, str | None]]:
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)[1])
+    unit = (ROOT / "deploy/systemd/imagehub-web.service").read_text().replace("\\\n", " ")
+    exec_start = re.search(r"^ExecStart=(.*)$", unit, re.MULTILINE)[1]
+    (container,) = _k8s("web-deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    return {
+        "Dockerfile (and compose.yaml)": _server(cmd),
+        "deploy/systemd/imagehub-web.service": _server(shlex.split(exec_start)),
+        "deploy/k8s/web-deployment.yaml": _server(container["command"]),
+    }
+
+
+def test_deployments_serve_the_way_make_web_does():
+    # The Makefile's web target is the reference: a change of server (application or
+    # worker class) there must reach every deployment file.
+    expected = _make_web_server()
+    for path, server in _deployed_servers().items():
+        assert server == expected, f"{path} runs gunicorn {server}, make web {expected}"
 
 
 def _k8s(name: str) -> dict:

@@ -93,6 +93,11 @@ bench-services: migrate demo-models
 bench-fairness: migrate demo-models
 	$(PY) -m tests.bench_fairness --out BENCHMARKS.md
 
+# Webhooks: delivery latency after completion, none lost across worker and web restarts.
+.PHONY: bench-webhooks
+bench-webhooks: demo-models
+	$(PY) -m tests.bench_webhooks --out BENCHMARKS.md
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -169,7 +169,9 @@ def delivery_enqueue(
 
 
 def _lease() -> timedelta:
-    return timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+    """How long an attempt may take before its row is due again: an attempt waits at
+    most the timeout to connect, to get the answer and to read it."""
+    return timedelta(seconds=3 * settings.WEBHOOK_TIMEOUT_SECONDS + 5)
 
 
 def retry_delay(attempts: int) -> float:

@@ -526,3 +526,28 @@ def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant
     assert browser.post("/webhooks/", {"url": ""}).status_code == 302
     endpoint.refresh_from_db()
     assert endpoint.url == "https://hooks.example.com/p"
+
+
+def test_the_readme_verification_snippet_verifies_a_real_delivery(
+    make_generation, tenant, receiver, private_ok
+):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Webhooks") :]
+    start = section.index("```python\n") + len("```python\n")
+    snippet = section[start : section.index("```\n", start)]
+    namespace: dict = {}
+    exec(snippet, namespace)  # noqa: S102 - our own README
+    verify_webhook = namespace["verify_webhook"]
+
+    _, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    generation = make_generation(webhook_events=("queued",))
+    webhooks.deliveries_due(inline=True)
+    [received] = receiver.wait_for(1)
+    event = verify_webhook(secret, received.headers, received.body)
+    assert event["data"]["id"] == generation.id
+    with pytest.raises(ValueError):
+        verify_webhook(secret, received.headers, received.body + b" ")
+    with pytest.raises(ValueError):
+        verify_webhook(webhook_signing.new_secret(), received.headers, received.body)

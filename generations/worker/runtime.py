@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 
@@ -47,14 +48,35 @@ def run(request: RunRequest) -> RunResult:
 
 
 def warm_up(model_ids: list[str]) -> None:
-    """Import the heavy libraries and load the listed models before the first job."""
+    """Import the heavy libraries, load the listed models and run each once (one step
+    at its default size: kernels chosen, caches filled) before the first job, so the
+    first request does not pay for any of it."""
     engine = get_engine()
     for model_id in model_ids:
         spec = get_model(model_id)
         if spec is None:
             logger.warning("warm-up: model %s is not in the catalog", model_id)
             continue
+        started = time.perf_counter()
         try:
             engine.pipeline(spec)
+            width, height = spec.default_size
+            engine.run(
+                RunRequest(
+                    spec=spec,
+                    prompt="warm-up",
+                    negative_prompt="",
+                    width=width,
+                    height=height,
+                    steps=1,
+                    guidance_scale=spec.default_guidance,
+                    seeds=[0],
+                )
+            )
         except ModelLoadError as exc:
             logger.warning("warm-up: %s", exc)
+            continue
+        except Exception:  # noqa: BLE001 - a failed warm-up run must not stop the worker
+            logger.warning("warm-up run of %s failed", model_id, exc_info=True)
+            continue
+        logger.info("warmed up %s in %.2fs", model_id, time.perf_counter() - started)

@@ -107,3 +107,22 @@ def test_budget_setting(settings, monkeypatch):
     settings.MODEL_MEMORY_MB = 64
     assert runtime.get_engine().cache.budget_bytes == 64 * MB
     assert Engine("cpu", memory_budget_mb=0).cache.budget_bytes > 64 * MB  # 80% of the RAM
+
+
+def test_warm_up_loads_and_runs_each_model_once(monkeypatch, caplog):
+    """The first request after start-up pays for nothing: the worker loaded the model and
+    ran it once (one step) before taking jobs; an unknown id is only a warning."""
+    from generations.worker import runtime
+
+    engine = Engine("cpu", memory_budget_mb=100_000)
+    monkeypatch.setattr(runtime, "_engine", engine)
+    runs = []
+    real_run = Engine.run
+    monkeypatch.setattr(
+        Engine, "run", lambda self, request: runs.append(request) or real_run(self, request)
+    )
+    with caplog.at_level("INFO", logger="generations.worker"):
+        runtime.warm_up(["demo-sd", "no-such-model"])
+    assert engine.loaded_models() == ["demo-sd"]
+    assert [(r.spec.id, r.steps) for r in runs] == [("demo-sd", 1)]
+    assert "warmed up demo-sd" in caplog.text and "no-such-model" in caplog.text

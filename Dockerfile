@@ -72,9 +72,9 @@ VOLUME ["/data"]
 USER imagehub:imagehub
 EXPOSE 8000
 
-# gunicorn processes: WEB_CONCURRENCY. --graceful-timeout must be at least
+# gunicorn processes: WEB_CONCURRENCY; each runs uvicorn on an event loop (imagehub/server.py). --graceful-timeout must be at least
 # IMAGEHUB_SYNC_WAIT_SECONDS (300) so a stop lets waiting requests get their images;
 # give the container a stop timeout above it (compose: stop_grace_period 6m).
-CMD ["gunicorn", "imagehub.wsgi", "--bind", "0.0.0.0:8000", \
-     "--worker-class", "gthread", "--threads", "64", "--timeout", "360", \
+CMD ["gunicorn", "imagehub.asgi", "--bind", "0.0.0.0:8000", \
+     "--worker-class", "imagehub.server.Worker", "--timeout", "360", \
      "--graceful-timeout", "330", "--keep-alive", "75", "--access-logfile", "-"]

@@ -6,18 +6,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 HOST ?= 127.0.0.1
-WEB_THREADS ?= 64
 # A SIGTERM lets requests waiting for their images finish: at least the sync wait
 # (IMAGEHUB_SYNC_WAIT_SECONDS, 300 s), plus time to send the answer. Raise both together.
 GRACEFUL_TIMEOUT ?= 330
-GUNICORN_OPTS = --worker-class gthread --threads $(WEB_THREADS) --timeout 360 \
+# gunicorn manages uvicorn workers on an event loop (imagehub/server.py): slow clients and
+# waiting requests cost no thread (README, "Limits and protections"; make bench-clients).
+GUNICORN_OPTS = --worker-class imagehub.server.Worker --timeout 360 \
   --graceful-timeout $(GRACEFUL_TIMEOUT) --keep-alive 75
 STAMP := $(VENV)/.installed
 # torch: scripts/install-torch picks the build (CPU index without an NVIDIA GPU, CUDA
 # build with one). TORCH_SPEC (default torch==2.13.0) and TORCH_INDEX_URL override it.
 export TORCH_SPEC TORCH_INDEX_URL
 
-.PHONY: install torch run web worker test test-pythons check-deploy bench bench-services \
+.PHONY: install torch run web worker test test-pythons check-deploy bench bench-services bench-clients \
   lint format migrate demo-models clean
 
 install: $(STAMP)
@@ -51,13 +52,13 @@ run: migrate demo-models
 	@echo "imagehub on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs/)"
 	@echo "create a key: $(PY) manage.py create_api_key you@example.com --credits 1000000"
 	IMAGEHUB_WARMUP_MODELS=$${IMAGEHUB_WARMUP_MODELS-demo-sd} \
-	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers 1 $(GUNICORN_OPTS) \
+	$(VENV)/bin/gunicorn imagehub.asgi --bind $(HOST):$(PORT) --workers 1 $(GUNICORN_OPTS) \
 	  --access-logfile - --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 # Production-style: a web process and separate workers sharing DATABASE_URL and
 # DRAMATIQ_BROKER_URL (see README, "Deploying").
 web: migrate
-	$(VENV)/bin/gunicorn imagehub.wsgi --bind $(HOST):$(PORT) --workers $${WEB_WORKERS:-2} \
+	$(VENV)/bin/gunicorn imagehub.asgi --bind $(HOST):$(PORT) --workers $${WEB_WORKERS:-2} \
 	  $(GUNICORN_OPTS)
 
 worker: install demo-models
@@ -83,6 +84,12 @@ check-deploy:
 
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
+
+# Slow and numerous clients: 500 connections trickling headers while normal requests are
+# timed, and 2,000 in-flight sync requests held with the web process's memory; imagehub's
+# server against gthread. Rewrites its section of BENCHMARKS.md.
+bench-clients: migrate demo-models
+	$(PY) -m tests.bench_clients --out BENCHMARKS.md
 
 # Milliseconds of each gateway step of one request (where the overhead goes).
 bench-services: migrate demo-models

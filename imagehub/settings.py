@@ -218,6 +218,8 @@ DEFAULT_MODEL = env_str("IMAGEHUB_DEFAULT_MODEL", "demo-sd")
 # (Pillow's decompression-bomb guard is set from this; a larger image is a 400).
 MAX_IMAGE_BYTES = env_int("IMAGEHUB_MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1024)
 MAX_IMAGE_PIXELS = env_int("IMAGEHUB_MAX_IMAGE_PIXELS", 4096 * 4096, minimum=64 * 64)
+# All the input images of one edit or variation together (each is decoded and priced).
+MAX_INPUT_PIXELS = env_int("IMAGEHUB_MAX_INPUT_PIXELS", 2 * 4096 * 4096, minimum=64 * 64)
 DEVICE = env_str("IMAGEHUB_DEVICE", "auto")
 # Models a worker loads at start-up, before taking jobs (comma-separated catalog ids).
 WARMUP_MODELS = env_list("IMAGEHUB_WARMUP_MODELS", [])
@@ -309,12 +311,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("IMAGEHUB_MAX_BODY_BYTES", 1024 * 1024, mi
 # between two reads (else 408).
 HEADER_TIMEOUT_SECONDS = env_float("IMAGEHUB_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 BODY_TIMEOUT_SECONDS = env_float("IMAGEHUB_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# Requests that run Django code at once in one web process (each in a thread, most with
+# a database connection); more wait on the event loop, costing no thread. Requests
+# waiting for their images do not count (imagehub.asgi_app).
+WEB_CONCURRENCY = env_int("IMAGEHUB_WEB_CONCURRENCY", 16, minimum=1)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasAPIKey"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["imagehub.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "imagehub.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

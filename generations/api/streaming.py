@@ -16,12 +16,15 @@ generations/previews.py); this side only relays them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connection
 from django.http import StreamingHttpResponse
 
 from generations import notify, previews
@@ -98,10 +101,36 @@ def _final(generation: Generation, prefix: str, waited: float) -> Iterator[bytes
     yield _event("error", {"type": "error", "error": {**error, "generation_id": generation.id}})
 
 
-def response(generation: Generation, timeout: float | None = None) -> StreamingHttpResponse:
+# Under ASGI a stream is relayed by the event loop; each step of the events generator
+# (which sleeps until the next notice) runs in one of these threads, so at most this many
+# streams wait at once and more queue. Plain sync requests never use them.
+_stream_threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="imagehub-sse")
+
+
+async def _relay(iterator: Iterator[bytes]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    done = object()
+
+    def step():
+        try:
+            return next(iterator, done)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()  # pool threads serve many streams
+
+    try:
+        while (part := await loop.run_in_executor(_stream_threads, step)) is not done:
+            yield part
+    finally:
+        await loop.run_in_executor(_stream_threads, iterator.close)
+
+
+def response(
+    generation: Generation, timeout: float | None = None, *, asynchronous: bool = False
+) -> StreamingHttpResponse:
+    parts = events(generation, settings.SYNC_WAIT_SECONDS if timeout is None else timeout)
     stream = StreamingHttpResponse(
-        events(generation, settings.SYNC_WAIT_SECONDS if timeout is None else timeout),
-        content_type="text/event-stream",
+        _relay(parts) if asynchronous else parts, content_type="text/event-stream"
     )
     stream["Cache-Control"] = "no-cache"
     stream["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come

@@ -105,7 +105,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             headers["Idempotent-Replayed"] = "true"
         respond_async, wait_seconds = _prefer(request)
         if generation.params.get("stream"):
-            response = streaming.response(generation)
+            response = streaming.response(generation, asynchronous=waiting.deferrable(request))
         elif respond_async:
             response = Response(
                 presenters.generation_payload(generation, request),

@@ -1,0 +1,210 @@
+"""What imagehub.asgi wraps around Django's ASGI application.
+
+Django handles each request as usual, in a thread of its own while it runs. Two things
+happen around it, on the event loop, where they cost no thread:
+
+- **Body limits.** A body is read with an idle timeout between reads (408) and counted as
+  it arrives, so a chunked body (no Content-Length) is held to the same limits (413).
+- **Deferred waits.** A view that would otherwise sleep in its thread until a job
+  finishes (the sync POST of the image API) puts a :class:`Deferred` in
+  ``scope["imagehub.deferred"]`` and returns a placeholder. Django then finishes the
+  request and gives its thread back; the wait happens here, on the loop, and the final
+  response replaces the placeholder (keeping its headers: request id, rate limits, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from imagehub import errors
+
+DEFERRED = "imagehub.deferred"
+# The most header bytes a request may carry (431 above; imagehub.server says the same).
+MAX_HEADER_BYTES = 32 * 1024
+# Views ask for a deferred wait only when the server can run one (not under WSGI).
+CAN_DEFER = "imagehub.can_defer"
+
+
+class Deferred(Protocol):
+    async def complete(self, receive) -> Any:
+        """Wait, then return the final Django response."""
+
+
+class _BodyError(Exception):
+    def __init__(self, err: errors.APIError):
+        self.err = err
+
+
+def _limit(scope) -> int:
+    content_type = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+    # The same choice as RequestIdMiddleware: uploads get the upload limit.
+    if content_type.startswith("multipart/") or scope["path"].endswith("/images/edits"):
+        return settings.MAX_UPLOAD_BYTES
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def _encode(response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = response.content
+    headers = [
+        (name.lower().encode("latin-1"), str(value).encode("latin-1"))
+        for name, value in response.items()
+        if name.lower() != "content-length"
+    ]
+    headers.append((b"content-length", str(len(body)).encode()))
+    return response.status_code, headers, body
+
+
+async def _send_error(send, err: errors.APIError) -> None:
+    status, headers, body = _encode(errors.render(err))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+_gates: dict[int, asyncio.Semaphore] = {}
+
+
+def _gate() -> asyncio.Semaphore:
+    """At most WEB_CONCURRENCY requests run Django code at once (each in a thread, most
+    with a database connection); the others wait on the loop, costing no thread. The
+    gate is held until the response starts, not while a deferred wait or a stream goes
+    on."""
+    loop_id = id(asyncio.get_running_loop())
+    gate = _gates.get(loop_id)
+    if gate is None:
+        gate = _gates[loop_id] = asyncio.Semaphore(settings.WEB_CONCURRENCY)
+    return gate
+
+
+async def _buffered(scope, receive):
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(parts)
+    scope["headers"] = [
+        (name, value)
+        for name, value in scope["headers"]
+        if name.lower() not in (b"transfer-encoding", b"content-length")
+    ] + [(b"content-length", str(len(body)).encode())]
+    replayed = False
+
+    async def receive_again():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_again
+
+
+def wrap(app):
+    """Body limits and deferred waits around a Django ASGI application."""
+
+    async def application(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        limit = _limit(scope)
+        idle = settings.BODY_TIMEOUT_SECONDS
+        received = 0
+        body_done = False
+
+        async def limited_receive():
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), idle)
+            except TimeoutError:
+                raise _BodyError(
+                    errors.APIError(
+                        f"The request body did not arrive: nothing came for {idle:g} s.",
+                        code="request_timeout",
+                    )
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
+                if received > limit:
+                    raise _BodyError(
+                        errors.PayloadTooLarge(
+                            f"The request body is over {limit} bytes, the most this "
+                            "server accepts here."
+                        )
+                    )
+            return message
+
+        started = released = False
+        placeholder: list[tuple[bytes, bytes]] = []
+
+        async def guarded_send(message):
+            nonlocal started, released
+            if message["type"] == "http.response.start" and not released:
+                # The view has answered: its thread is free, let the next request in (a
+                # streamed body goes on without holding a place).
+                released = True
+                _gate().release()
+            if scope.get(DEFERRED) is not None:
+                # The placeholder of a deferred wait: keep its headers, send nothing yet.
+                if message["type"] == "http.response.start":
+                    placeholder.extend(message.get("headers", ()))
+                return
+            started = True
+            await send(message)
+
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if header_bytes > MAX_HEADER_BYTES:
+            err = errors.APIError(
+                f"The request headers are over {MAX_HEADER_BYTES} bytes, the most this server "
+                "accepts.",
+                code="headers_too_large",
+            )
+            err.status, err.type = 431, "invalid_request_error"
+            return await _send_error(send, err)
+        scope[CAN_DEFER] = True
+        gate = _gate()
+        entered = False
+        try:
+            # The whole body first, on the loop: a slow upload holds no thread and no
+            # place at the gate. (Django reads a body without Content-Length as empty; it
+            # gets one here.)
+            receive_next = await _buffered(scope, limited_receive)
+            await gate.acquire()
+            entered = True
+            await app(scope, receive_next, guarded_send)
+        except _BodyError as exc:
+            if exc.err.code == "request_timeout":
+                exc.err.status, exc.err.type = 408, "invalid_request_error"
+            if not started:
+                await _send_error(send, exc.err)
+            return
+        finally:
+            if entered and not released:
+                gate.release()
+        deferred: Deferred | None = scope.get(DEFERRED)
+        if deferred is None:
+            return
+        response = await deferred.complete(receive)
+        status, headers, body = _encode(response)
+        names = {name for name, _ in headers}
+        for name, value in placeholder:
+            name = name.lower()
+            if name not in names and name not in (b"content-type", b"content-length"):
+                headers.append((name, value))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        observe = getattr(deferred, "observe", None)
+        if observe is not None:
+            observe(status)
+
+    return application

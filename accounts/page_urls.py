@@ -5,21 +5,21 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from accounts.forms import SignInForm
-from accounts.views import auth, keys, members, usage, webhooks
+from accounts.views import auth, keys, members, throttled, usage, webhooks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys"), name="home"),
     # Signing in and out, password reset: Django's views, our templates.
     path(
         "login/",
-        auth_views.LoginView.as_view(
+        throttled.LoginView.as_view(
             authentication_form=SignInForm, redirect_authenticated_user=True
         ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", auth.signup, name="signup"),
-    path("password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/", throttled.PasswordResetView.as_view(), name="password_reset"),
     path(
         "password-reset/sent/",
         auth_views.PasswordResetDoneView.as_view(),

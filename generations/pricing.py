@@ -3,8 +3,14 @@ calculation: generation_create (generations/services.py) calls it.
 
 One formula, following compute::
 
-    unit  = price_per_image + ceil(width × height × steps × price_per_megapixel_step / 10⁶)
+    unit  = price_per_image
+            + ceil((width × height × steps + input_pixels) × price_per_megapixel_step / 10⁶)
     price = n × unit
+
+``input_pixels`` is the pixels of every input image of an edit or variation (0 for
+text-to-image): each is decoded, resized and encoded, work that grows with its pixels, so
+each input pixel costs what one denoising step of one output pixel costs, for every image
+delivered. Their total is also bounded (``IMAGEHUB_MAX_INPUT_PIXELS``).
 
 A request's price is known before it runs, so the hold is exact. Capture charges
 ``delivered × unit``, so a request that delivers fewer images than it asked for pays
@@ -35,14 +41,16 @@ def rates_for(spec: ModelSpec) -> Rates:
     return Rates(spec.price_per_image, spec.price_per_megapixel_step)
 
 
-def unit_price(rates: Rates, *, width: int, height: int, steps: int) -> int:
-    compute = width * height * steps * rates.price_per_megapixel_step
+def unit_price(rates: Rates, *, width: int, height: int, steps: int, input_pixels: int = 0) -> int:
+    compute = (width * height * steps + input_pixels) * rates.price_per_megapixel_step
     return rates.price_per_image + -(-compute // MEGAPIXEL)  # ceiling division, integers only
 
 
 def request_price(
-    spec: ModelSpec, *, width: int, height: int, steps: int, n: int
+    spec: ModelSpec, *, width: int, height: int, steps: int, n: int, input_pixels: int = 0
 ) -> tuple[int, int]:
     """(unit price per image, total price of the request)."""
-    unit = unit_price(rates_for(spec), width=width, height=height, steps=steps)
+    unit = unit_price(
+        rates_for(spec), width=width, height=height, steps=steps, input_pixels=input_pixels
+    )
     return unit, unit * n

@@ -96,6 +96,7 @@ def generation_create(
         height=request.height,
         steps=request.priced_steps,
         n=request.n,
+        input_pixels=sum(image.width * image.height for image in request.images),
     )
     seed = secrets.randbelow(SEED_LIMIT) if request.seed is None else request.seed
     with transaction.atomic():

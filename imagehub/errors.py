@@ -14,8 +14,16 @@ import re
 import sys
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -172,6 +180,25 @@ def _from_drf(exc: drf.APIException) -> APIError:
     return err
 
 
+def bad_host() -> InvalidRequest:
+    return InvalidRequest(
+        "The Host header names a host this server does not answer to.",
+        param="Host",
+        code="invalid_host",
+    )
+
+
+class OneLine(logging.Filter):
+    """Drops the traceback of a record: for loggers whose events are a client's doing
+    (a bad Host header), where one line says it all and a traceback each time would let
+    anyone flood the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 def database_unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(
         "The database is unavailable at the moment; retry in a few seconds.",
@@ -193,6 +220,21 @@ def as_api_error(exc: BaseException) -> APIError | None:
         return PayloadTooLarge(
             "The request body is larger than this server accepts.", code="request_too_large"
         )
+    if isinstance(exc, DisallowedHost):
+        return bad_host()
+    if isinstance(exc, TooManyFieldsSent):
+        return InvalidRequest(
+            "The request has more form fields than this server accepts.",
+            code="too_many_fields",
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return InvalidRequest(
+            "The request has more files than this server accepts.", code="too_many_files"
+        )
+    if isinstance(exc, MultiPartParserError | UnreadablePostError):
+        return InvalidRequest(f"We could not read the request body: {exc}", code="invalid_body")
+    if isinstance(exc, SuspiciousOperation):
+        return InvalidRequest("Bad request.", code="bad_request")
     if isinstance(exc, Http404):
         return NotFound(str(exc) or "Not found.")
     if isinstance(exc, PermissionDenied):
@@ -260,9 +302,8 @@ def handler500(request):
 
 
 def handler400(request, exception=None):
-    if isinstance(exception, RequestDataTooBig):
-        return render(PayloadTooLarge("The request body is larger than this server accepts."))
-    return render(InvalidRequest("Bad request.", code="bad_request"))
+    err = as_api_error(exception) if exception is not None else None
+    return render(err or InvalidRequest("Bad request.", code="bad_request"))
 
 
 def handler403(request, exception=None):

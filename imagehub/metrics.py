@@ -8,6 +8,7 @@ threads' metrics are there too); a separate worker serves its own on
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -24,6 +25,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from imagehub.asgi_app import DEFERRED
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -90,6 +93,20 @@ def route_of(request) -> str:
     return match.route or match.view_name or "unknown"
 
 
+# Any other method (clients may send made-up ones) is counted as "other": label values
+# stay a fixed, small set.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_of(request) -> str:
+    return request.method if request.method in METHODS else "other"
+
+
+def observe(method: str, route: str, status: int, started: float) -> None:
+    HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+
+
 class MetricsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -97,10 +114,19 @@ class MetricsMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        route = route_of(request)
-        HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        method, route = method_of(request), route_of(request)
+        deferred = getattr(request, "scope", {}).get(DEFERRED)
+        if deferred is not None:
+            # The wait goes on on the server's loop (imagehub.asgi_app): count the answer
+            # it ends with, not the placeholder.
+            deferred.observe = functools.partial(_observe_deferred, method, route, started)
+            return response
+        observe(method, route, response.status_code, started)
         return response
+
+
+def _observe_deferred(method: str, route: str, started: float, status: int) -> None:
+    observe(method, route, status, started)
 
 
 def sample_device_memory(device: str) -> None:
@@ -122,10 +148,18 @@ def render() -> bytes:
 
 
 def metrics_view(request):
+    """Private by default: without IMAGEHUB_METRICS_TOKEN the API's port has no /metrics
+    (404), so neither the internet nor another user of a shared host reads it; with the
+    token it needs `Authorization: Bearer <token>`. A worker's --metrics-port is the
+    operator's separate listener."""
     token = settings.METRICS_TOKEN
-    if token and not constant_time_compare(
-        request.headers.get("Authorization", ""), f"Bearer {token}"
-    ):
+    if not token:
+        return HttpResponse(
+            "metrics are off on this port; set IMAGEHUB_METRICS_TOKEN to read them\n",
+            status=404,
+            content_type="text/plain",
+        )
+    if not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
         return HttpResponse(
             "metrics need 'Authorization: Bearer <IMAGEHUB_METRICS_TOKEN>'\n",
             status=401,

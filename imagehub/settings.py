@@ -6,6 +6,7 @@ local files). Production sets DATABASE_URL, DRAMATIQ_BROKER_URL and STORAGE=s3.
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from pathlib import Path
@@ -19,6 +20,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("IMAGEHUB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
+
+
+def _owner_only(path: Path, *, directory: bool) -> None:
+    """The data dir (secrets, the SQLite file, images) and the SQLite file are readable by
+    their owner only (0700 / 0600), whatever the umask."""
+    try:
+        if directory:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        if path.stat().st_uid == os.getuid():
+            path.chmod(0o700 if directory else 0o600)
+    except OSError:
+        pass  # read-only or foreign: the operator's choice stands
+
+
+_owner_only(DATA_DIR, directory=True)
 
 
 def _secret_key() -> str:
@@ -46,8 +65,28 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_HTTPS_PROXY", False) else None
 )
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+_BEHIND_TLS = SECURE_PROXY_SSL_HEADER is not None
+# Cookies over HTTPS only: on by default behind a TLS-terminating proxy.
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", _BEHIND_TLS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_COOKIE_HTTPONLY = True
+# HSTS (sent on HTTPS responses only) and the redirect of plain HTTP to HTTPS: on by
+# default behind a TLS-terminating proxy. /healthz and /readyz are answered before both.
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if _BEHIND_TLS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", _BEHIND_TLS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", _BEHIND_TLS)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", _BEHIND_TLS)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# The pages and the docs load scripts, styles, fonts and images from this origin only
+# (no inline script; the docs' viewers add inline styles). imagehub.middleware sets it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("IMAGEHUB_SESSION_SECONDS", 14 * 24 * 3600, minimum=60)
 AUTH_PASSWORD_VALIDATORS = [
@@ -91,6 +130,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "imagehub.metrics.MetricsMiddleware",
     "imagehub.middleware.RequestIdMiddleware",
+    "imagehub.middleware.ContentSecurityPolicyMiddleware",
     # /healthz and /readyz answer before the Host header is checked (probes come by IP).
     "imagehub.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -135,6 +175,8 @@ def database_config(url: str) -> dict:
     except Exception as exc:  # dj_database_url raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     if config["ENGINE"].endswith("sqlite3"):
+        if config.get("NAME") and config["NAME"] != ":memory:":
+            _owner_only(Path(config["NAME"]), directory=False)
         # Worker threads and request threads write concurrently: WAL + a busy timeout
         # keep SQLite from answering "database is locked" under the embedded default.
         config["OPTIONS"] = {
@@ -337,6 +379,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every error status in OpenAI's envelope, CSV and SSE media types (imagehub/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "imagehub.openapi.add_errors_and_media_types",
+    ],
 }
 
 # --- i18n, logging -------------------------------------------------------------------------
@@ -352,9 +399,23 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line": {"()": "imagehub.errors.OneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console_one_line": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["one_line"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        # A bad Host header is the client's mistake: one line, no traceback.
+        "django.security.DisallowedHost": {
+            "handlers": ["console_one_line"],
+            "level": "WARNING",
+            "propagate": False,
+        },
         "imagehub": {"level": LOG_LEVEL},
         "generations": {"level": LOG_LEVEL},
         "accounts": {"level": LOG_LEVEL},

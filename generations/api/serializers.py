@@ -32,7 +32,46 @@ class StrictSerializer(serializers.Serializer):
             for key in data:
                 if key not in self.fields and key not in self.ignored:
                     raise serializers.ValidationError({key: f"Unknown parameter: '{key}'."})
+        if type(data) is dict:  # a JSON body (form data arrives as a QueryDict of strings)
+            for key, value in data.items():
+                field = self.fields.get(key)
+                if field is not None and value is not None and not _json_type_ok(field, value):
+                    raise serializers.ValidationError(
+                        {key: f"Expected {_JSON_TYPE_NAMES[type(field)]}, got {_json_type(value)}."}
+                    )
         return super().to_internal_value(data)
+
+
+# JSON bodies are typed the way OpenAI's spec types them: no "123" for 123, no 123 for "123".
+_JSON_TYPES = {
+    serializers.CharField: (str,),
+    serializers.ChoiceField: (str,),
+    serializers.IntegerField: (int,),
+    serializers.FloatField: (int, float),
+    serializers.BooleanField: (bool,),
+}
+_JSON_TYPE_NAMES = {
+    serializers.CharField: "a string",
+    serializers.ChoiceField: "a string",
+    serializers.IntegerField: "an integer",
+    serializers.FloatField: "a number",
+    serializers.BooleanField: "a boolean",
+}
+
+
+def _json_type_ok(field, value) -> bool:
+    expected = _JSON_TYPES.get(type(field))
+    if expected is None:
+        return True
+    if isinstance(value, bool) and bool not in expected:
+        return False
+    return isinstance(value, expected)
+
+
+def _json_type(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), "an array" if isinstance(value, list) else "an object"
+    )
 
 
 class WebhookEventsField(serializers.ListField):
@@ -130,6 +169,12 @@ class GenerationRequestSerializer(StrictSerializer):
                     "n": f"Model '{spec.id}' generates at most {spec.max_n} images per "
                     f"request; got {n}."
                 }
+            )
+        seed = attrs.get("seed")
+        if seed is not None and seed + n - 1 > MAX_SEED:
+            # Image i is drawn with seed + i: the last one must fit too.
+            raise serializers.ValidationError(
+                {"seed": f"With n={n}, seed may be at most {MAX_SEED - n + 1}."}
             )
         width, height = self.resolve_size(spec, attrs)
         steps, quality = _resolve_steps(spec, attrs)

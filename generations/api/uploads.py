@@ -101,7 +101,9 @@ def _read_bytes(field: str, value) -> bytes:
     return data
 
 
-def read_image(field: str, value, *, keep_pixels: bool = False) -> Upload:
+def read_image(
+    field: str, value, *, keep_pixels: bool = False, pixels_left: int | None = None
+) -> Upload:
     data = _read_bytes(field, value)
     kind = _sniff(data)
     if kind is None:
@@ -118,6 +120,13 @@ def read_image(field: str, value, *, keep_pixels: bool = False) -> Upload:
                     field,
                     f"The image is {width}x{height} = {width * height} pixels; this server "
                     f"accepts at most {limit}.",
+                )
+            if pixels_left is not None and width * height > pixels_left:
+                total = settings.MAX_INPUT_PIXELS
+                raise _bad(
+                    field,
+                    f"The input images have more than {total} pixels in all, the most this "
+                    "server accepts in one request (IMAGEHUB_MAX_INPUT_PIXELS).",
                 )
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -196,7 +205,14 @@ def parse_inputs(data, spec: ModelSpec, *, with_mask: bool) -> tuple[list[Upload
         raise _bad("image", "Send an image to edit as 'image' (a PNG, JPEG or WebP file).")
     if len(values) > 16:
         raise _bad("image", f"At most 16 images per request; got {len(values)}.")
-    images = [read_image("image", value) for value in values]
+    # Every input is decoded: their pixels together are bounded (checked before decoding
+    # each), and priced (generations/pricing.py).
+    images = []
+    pixels_left = settings.MAX_INPUT_PIXELS
+    for value in values:
+        upload = read_image("image", value, pixels_left=pixels_left)
+        pixels_left -= upload.width * upload.height
+        images.append(upload)
     for upload in images:
         check_dimensions(upload, spec)
     mask = None

@@ -10,7 +10,7 @@ from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import ratelimit
@@ -27,6 +27,7 @@ from generations.services import generation_cancel, generation_create
 from generations.signed_urls import verify
 from generations.types import GenerationRequest
 from imagehub import errors
+from imagehub.parsers import JSONParser
 from imagehub.storage import images
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")

@@ -235,6 +235,10 @@ class WebhookView(ManagementView):
 
 
 class WebhookRotateView(WebhookView):
+    # POST only: the GET/PUT/PATCH of WebhookView are not this resource's (a PUT here
+    # would change the webhook; a GET/PUT on a delivery was a 500).
+    http_method_names = ["post", "options"]
+
     @extend_schema(
         summary="Rotate the webhook signing secret",
         operation_id="rotate_webhook_secret",
@@ -300,6 +304,10 @@ class WebhookDeliveryListView(ManagementView):
 
 
 class WebhookRedeliverView(WebhookView):
+    # POST only: the GET/PUT/PATCH of WebhookView are not this resource's (a PUT here
+    # would change the webhook; a GET/PUT on a delivery was a 500).
+    http_method_names = ["post", "options"]
+
     @extend_schema(
         summary="Redeliver a webhook",
         operation_id="redeliver_webhook",

@@ -164,7 +164,7 @@ def delivery_enqueue(
         retry_until=now + timedelta(hours=settings.WEBHOOK_RETRY_WINDOW_HOURS),
         created_at=now,
     )
-    transaction.on_commit(lambda: sender.submit([delivery.pk], claimed=False))
+    transaction.on_commit(lambda: sender.submit_new(delivery))
     return delivery
 
 
@@ -181,13 +181,21 @@ def retry_delay(attempts: int) -> float:
     return min(base, settings.WEBHOOK_RETRY_MAX_SECONDS) * (1 + random.random() * 0.1)
 
 
-def delivery_claim(*, delivery_id: int, now: datetime | None = None) -> WebhookDelivery | None:
-    """Take one due delivery for an attempt (None if it is not due, or taken)."""
+def delivery_claim(
+    *, delivery_id: int, now: datetime | None = None, known: WebhookDelivery | None = None
+) -> WebhookDelivery | None:
+    """Take one due delivery for an attempt (None if it is not due, or taken). `known`:
+    the row as this process just wrote it, which saves reading it back."""
     now = now or timezone.now()
     taken = WebhookDelivery.objects.filter(
         pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=now + _lease(), attempts=F("attempts") + 1, last_attempt_at=now)
-    return WebhookDelivery.objects.filter(pk=delivery_id).first() if taken else None
+    if not taken:
+        return None
+    if known is None or known.attempts != 0:
+        return WebhookDelivery.objects.filter(pk=delivery_id).first()
+    known.attempts, known.next_attempt_at, known.last_attempt_at = 1, now + _lease(), now
+    return known
 
 
 def deliveries_due(*, now: datetime | None = None, inline: bool = False) -> int:
@@ -335,15 +343,21 @@ class Sender:
     are due, and the recovery loop hands them to a sender again."""
 
     def __init__(self):
-        self._queue: queue.Queue[tuple[int, bool]] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, bool, WebhookDelivery | None]] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     def submit(self, delivery_ids: list[int], *, claimed: bool) -> None:
+        """Attempt these deliveries: `claimed` by the caller already, or to be claimed."""
         self._start()
         for delivery_id in delivery_ids:
-            self._queue.put((delivery_id, claimed))
+            self._queue.put((delivery_id, claimed, None))
+
+    def submit_new(self, delivery: WebhookDelivery) -> None:
+        """The first attempt of a delivery this process just committed."""
+        self._start()
+        self._queue.put((delivery.pk, False, delivery))
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Whether everything submitted so far was attempted within `timeout` (tests)."""
@@ -368,12 +382,12 @@ class Sender:
 
     def _run(self) -> None:
         while True:
-            delivery_id, claimed = self._queue.get()
+            delivery_id, claimed, known = self._queue.get()
             try:
                 if claimed:
                     delivery = WebhookDelivery.objects.filter(pk=delivery_id).first()
                 else:
-                    delivery = delivery_claim(delivery_id=delivery_id)
+                    delivery = delivery_claim(delivery_id=delivery_id, known=known)
                 if delivery is not None:
                     delivery_attempt(delivery=delivery)
             except Exception:  # noqa: BLE001 - the row stays due; the recovery loop retries

@@ -234,6 +234,30 @@ def test_webhook_fields_are_recorded_and_a_plain_request_is_unchanged(api, endpo
     assert deliveries(generation_id=plain.json()["id"]) == []
 
 
+def test_an_edit_takes_the_webhook_fields_as_form_fields(api, endpoint, stub_broker):
+    from tests.imagefiles import gradient_png, upload
+
+    response = api.post(
+        "/v1/images/edits",
+        {
+            "image": upload(gradient_png((64, 64))),
+            "prompt": "make it blue",
+            "num_inference_steps": 2,
+            "webhook": "https://hooks.example.com/edits",
+            "webhook_events": "completed, queued",
+        },
+        format="multipart",
+        HTTP_PREFER="respond-async",
+    )
+    assert response.status_code == 202, response.json()
+    generation = Generation.objects.get(pk=response.json()["id"])
+    assert generation.kind == "edit" and generation.params["webhook_events"] == [
+        "queued",
+        "completed",
+    ]
+    assert [d.event for d in deliveries(generation_id=generation.id)] == ["queued"]
+
+
 # --- events ------------------------------------------------------------------------------
 
 

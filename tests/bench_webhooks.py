@@ -277,11 +277,16 @@ def main() -> None:
 
     lines = [
         "",
-        f"## Webhook delivery ({datetime.now(UTC):%Y-%m-%d}, `make bench-webhooks`)",
+        "## Webhook delivery (make bench-webhooks)",
         "",
-        f"{platform.node()}: {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        "gunicorn web (1 process) + `runworker` (1 thread) on Redis and PostgreSQL, demo-sd "
-        "64×64, 2 steps; the receiver is http.server on 127.0.0.1.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on this machine ({os.cpu_count()}-core CPU VM, "
+        f"no GPU; load average {os.getloadavg()[0]:.1f} from other runs sharing it), Python "
+        f"{platform.python_version()}: gunicorn web (1 process) + `runworker` (1 thread) on "
+        "Redis and PostgreSQL, demo-sd 64×64, 2 steps; the receiver is http.server on "
+        "127.0.0.1. Command: `make bench-webhooks` (`.venv/bin/python -m tests.bench_webhooks "
+        f"--jobs {args.jobs} --burst {args.burst} --out BENCHMARKS.md`). Latency runs from the "
+        "generation's `finished_at` (set before its money is settled and the transaction "
+        "commits) to the delivery's arrival.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -299,7 +304,9 @@ def main() -> None:
         f"| duplicate arrivals (same webhook-id; at-least-once) | {duplicates} |",
         "",
         "Recovery settings of this run: heartbeat 1 s, takeover 3 s, recovery loop every 1 s, "
-        "webhook timeout 2 s (defaults 5/20/5/10 s: the same results, later).",
+        "webhook timeout 2 s (defaults 5/20/5/10 s: the same results, later). Duplicates are "
+        "attempts cut off by a kill after the receiver had the body: retried after their lease "
+        "with the same `webhook-id`. Targets: p50 under 100 ms; 0 lost.",
     ]
     print("\n".join(lines))
     if args.out:

@@ -219,7 +219,20 @@ def deliveries_due(*, now: datetime | None = None, inline: bool = False) -> int:
             delivery_attempt(delivery=delivery, now=now)
     elif ids:
         sender.submit(ids, claimed=True)
+    deliveries_purge(now=now)
     return len(ids)
+
+
+def deliveries_purge(*, now: datetime | None = None) -> int:
+    """Delete finished deliveries older than WEBHOOK_RETENTION_DAYS, a batch at a time
+    (bodies can carry images)."""
+    now = now or timezone.now()
+    old = WebhookDelivery.objects.filter(
+        created_at__lt=now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS),
+        status__in=(WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED),
+    ).values_list("pk", flat=True)[:BATCH]
+    ids = list(old)
+    return WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
 
 
 def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) -> WebhookDelivery:

@@ -282,6 +282,8 @@ WEBHOOK_RETRY_MAX_SECONDS = env_float("IMAGEHUB_WEBHOOK_RETRY_MAX_SECONDS", 3600
 WEBHOOK_RETRY_WINDOW_HOURS = env_float("IMAGEHUB_WEBHOOK_RETRY_WINDOW_HOURS", 24.0, minimum=0.0)
 # Threads per process that send deliveries.
 WEBHOOK_SENDER_THREADS = env_int("IMAGEHUB_WEBHOOK_SENDER_THREADS", 4, minimum=1)
+# Finished deliveries (and their bodies) are deleted after this many days.
+WEBHOOK_RETENTION_DAYS = env_int("IMAGEHUB_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 
 # GET /metrics asks for `Authorization: Bearer <token>` when this is set.
 METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")

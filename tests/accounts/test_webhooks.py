@@ -418,6 +418,20 @@ def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_g
     assert row.status == "failed" and row.last_error.startswith("refused")
 
 
+def test_finished_deliveries_are_deleted_after_the_retention(tenant, make_generation, settings):
+    settings.WEBHOOK_RETENTION_DAYS = 30
+    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
+    for _ in range(3):
+        make_generation(webhook_events=("queued",))
+    done, failed, pending = deliveries()
+    WebhookDelivery.objects.filter(pk=done.pk).update(status="succeeded")
+    WebhookDelivery.objects.filter(pk=failed.pk).update(status="failed")
+    later = timezone.now() + timedelta(days=31)
+    assert webhooks.deliveries_purge(now=timezone.now()) == 0
+    assert webhooks.deliveries_purge(now=later) == 2
+    assert deliveries() == [pending]  # still being retried: kept
+
+
 # --- secrets -------------------------------------------------------------------------------
 
 

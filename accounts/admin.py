@@ -5,7 +5,15 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.shortcuts import render
 
 from accounts.ledger import credits_top_up
-from accounts.models import APIKey, CreditEntry, Invitation, Membership, Organization, User
+from accounts.models import (
+    APIKey,
+    CreditEntry,
+    Invitation,
+    Membership,
+    Organization,
+    User,
+    WebhookDelivery,
+)
 
 
 @admin.register(User)
@@ -153,6 +161,23 @@ class InvitationAdmin(admin.ModelAdmin):
     list_filter = ("role",)
     search_fields = ("email", "organization__name")
     readonly_fields = [f.name for f in Invitation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log of every organization (tenants see theirs at /webhooks/). Shown,
+    not edited: a redelivery goes through the page or the API."""
+
+    list_display = (
+        "created_at", "organization", "event", "generation_id", "status", "attempts",
+        "last_status_code", "next_attempt_at",
+    )  # fmt: skip
+    list_filter = ("status", "event")
+    search_fields = ("generation_id", "msg_id", "organization__name", "url")
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -589,3 +589,16 @@ def test_the_readme_verification_snippet_verifies_a_real_delivery(
         verify_webhook(secret, received.headers, received.body + b" ")
     with pytest.raises(ValueError):
         verify_webhook(webhook_signing.new_secret(), received.headers, received.body)
+
+
+def test_staff_see_every_delivery_in_the_admin(tenant, make_generation):
+    from django.test import Client
+
+    from accounts.models import User
+
+    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
+    generation = make_generation()
+    staff = Client()
+    staff.force_login(User.objects.create_superuser(email="staff@example.com", password="x"))
+    page = staff.get("/admin/accounts/webhookdelivery/")
+    assert page.status_code == 200 and generation.id in page.content.decode()

@@ -33,6 +33,10 @@ class Deferred(Protocol):
         """Wait, then return the final Django response."""
 
 
+class _Disconnected(Exception):
+    pass
+
+
 class _BodyError(Exception):
     def __init__(self, err: errors.APIError):
         self.err = err
@@ -86,7 +90,7 @@ async def _buffered(scope, receive):
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _Disconnected  # the client left before its body was complete
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
@@ -182,6 +186,8 @@ def wrap(app):
             await gate.acquire()
             entered = True
             await app(scope, receive_next, guarded_send)
+        except _Disconnected:
+            return
         except _BodyError as exc:
             if exc.err.code == "request_timeout":
                 exc.err.status, exc.err.type = 408, "invalid_request_error"

@@ -21,8 +21,8 @@ ERROR_SCHEMA = {
             "properties": {
                 "message": {"type": "string"},
                 "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
+                "param": {"type": "string", "nullable": True},
+                "code": {"type": "string", "nullable": True},
                 "generation_id": {"type": "string"},
             },
             "additionalProperties": True,

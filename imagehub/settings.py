@@ -185,6 +185,9 @@ def database_config(url: str) -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     elif config["ENGINE"].endswith("postgresql"):
+        # Django's backend, with a pool that replaces all its dead connections at once
+        # after a database blip (imagehub/postgres/base.py).
+        config["ENGINE"] = "imagehub.postgres"
         # A pool per process: hundreds of requests waiting on generations share a few
         # connections (a waiting request hands its connection back; see views._wait).
         config["OPTIONS"] = {
@@ -385,6 +388,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "imagehub.openapi.add_errors_and_media_types",
+        # Limits of image requests from the catalog (a dotted path, not an import).
+        "generations.api.schema.add_request_limits",
     ],
 }
 

@@ -282,7 +282,7 @@ async def in_flight(
             break
     held_after = time.monotonic() - started
     rss, threads = memory(pid)
-    normal = [await timed(port, key, timeout=10) for _ in range(5)]
+    normal = [await timed(port, key, timeout=5) for _ in range(3)]
     ok = [s for s in normal if s is not None]
     # Release every waiting request: cancel its generation through the API.
     ids = await asyncio.to_thread(_queued, database_url)
@@ -291,9 +291,9 @@ async def in_flight(
 
     async def cancel(generation_id: str):
         async with semaphore:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, TimeoutError):
                 path = f"/v1/images/generations/{generation_id}/cancel"
-                await request(port, "POST", path, key=key)
+                await asyncio.wait_for(request(port, "POST", path, key=key), 10)
 
     await asyncio.gather(*(cancel(g) for g in ids))
     done, pending = await asyncio.wait(tasks, timeout=60)

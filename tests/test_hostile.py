@@ -363,3 +363,29 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the schema tells the truth ----------------------------------------------------------
+def test_schema_documents_every_error_limit_and_media_type(client):
+    schema = client.get("/openapi.json").json()
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status in ("400", "401", "403", "404", "413", "415", "429", "431", "503"):
+                content = responses[status]["content"]["application/json"]
+                assert content["schema"] == error, (method, path, status)
+    create = schema["paths"]["/v1/images/generations"]["post"]["responses"]
+    assert {"200", "202", "409", "422", "504"} <= set(create)
+    assert "text/event-stream" in create["200"]["content"]
+    usage = schema["paths"]["/v1/usage"]["get"]
+    assert "text/csv" in usage["responses"]["200"]["content"]
+    (fmt,) = [p for p in usage["parameters"] if p["name"] == "format"]
+    assert set(fmt["schema"]["enum"]) == {"json", "csv"}
+    components = schema["components"]["schemas"]
+    generation = components["GenerationRequestRequest"]["properties"]
+    assert generation["prompt"]["maxLength"] >= 4000
+    assert generation["n"]["maximum"] == 10 and generation["seed"]["maximum"] == 2**63 - 1
+    edit = components["EditRequestRequest"]["properties"]
+    assert edit["image[]"]["maxItems"] == 16 and edit["image"]["format"] == "binary"
+    assert edit["mask"]["format"] == "binary"

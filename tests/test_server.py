@@ -164,6 +164,20 @@ def test_sync_generation_waits_on_the_loop(server):
     assert raw.headers["x-ratelimit-limit-requests"] == "100000"
 
 
+def test_streams_are_relayed_event_by_event(server):
+    base, key, _, _ = server
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    events = list(
+        client.images.generate(
+            prompt="a stream", size="64x64", stream=True, partial_images=1,
+            extra_body={"seed": 3, "num_inference_steps": 4},
+        )
+    )  # fmt: skip
+    kinds = [event.type for event in events]
+    assert kinds[-1] == "image_generation.completed", kinds
+    assert base64.b64decode(events[-1].b64_json)[:4] == b"\x89PNG"
+
+
 def test_many_sync_requests_wait_at_once_and_all_get_their_images(server):
     base, key, _, _ = server
     answers = []

@@ -52,6 +52,10 @@ class Upload:
         return EXTENSIONS[self.format]
 
 
+# Input images of one edit or variation (each is priced; see also MAX_INPUT_PIXELS).
+MAX_INPUT_IMAGES = 16
+
+
 def _bad(field: str, message: str) -> serializers.ValidationError:
     return serializers.ValidationError({field: message})
 
@@ -203,8 +207,8 @@ def parse_inputs(data, spec: ModelSpec, *, with_mask: bool) -> tuple[list[Upload
     values = [v for v in values if v not in (None, "")]
     if not values:
         raise _bad("image", "Send an image to edit as 'image' (a PNG, JPEG or WebP file).")
-    if len(values) > 16:
-        raise _bad("image", f"At most 16 images per request; got {len(values)}.")
+    if len(values) > MAX_INPUT_IMAGES:
+        raise _bad("image", f"At most {MAX_INPUT_IMAGES} images per request; got {len(values)}.")
     # Every input is decoded: their pixels together are bounded (checked before decoding
     # each), and priced (generations/pricing.py).
     images = []

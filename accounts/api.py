@@ -12,7 +12,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import selectors, services, webhooks
+from accounts import selectors, services, webhook_delivery, webhooks
 from accounts.authentication import BearerKeyAuthentication, HasManageAccess
 from accounts.idempotency import from_request as idempotency_from
 from accounts.models import WebhookDelivery
@@ -286,7 +286,7 @@ class WebhookDeliveryListView(ManagementView):
         if state not in (None, *WebhookDelivery.Status.values):
             raise InvalidRequest("'status' is pending, succeeded or failed.", param="status")
         rows = list(
-            webhooks.delivery_list(
+            webhook_delivery.delivery_list(
                 organization=self.caller.organization,
                 before=integer("before", None, 1, 2**62),
                 status=state,
@@ -319,7 +319,7 @@ class WebhookRedeliverView(WebhookView):
     )
     def post(self, request, pk: int):
         self.check_manager()
-        delivery = webhooks.delivery_redeliver(
+        delivery = webhook_delivery.delivery_redeliver(
             organization=self.caller.organization, delivery_id=pk
         )
         return Response(WebhookDeliverySerializer(delivery).data)

@@ -369,7 +369,7 @@ class WebhookDelivery(models.Model):
     """One webhook message and its delivery attempts: the outbox row, written in the
     transaction of the state change it reports. `next_attempt_at` is when it is due; a
     sender that takes it pushes that forward by a lease first, so a sender that dies
-    mid-attempt leaves it due again after the lease (accounts/webhooks.py)."""
+    mid-attempt leaves it due again after the lease (accounts/webhook_delivery.py)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"

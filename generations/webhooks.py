@@ -2,7 +2,7 @@
 
 The body is ``{"type": "image.generation.<event>", "timestamp": …, "data": <the
 generation object GET /v1/images/generations/{id} returns>}``; the delivery itself
-(outbox row, signing, sending, retries) is accounts/webhooks.py's. Every call here runs
+(outbox row, signing, sending, retries) is accounts/webhook_delivery.py's. Every call here runs
 inside the transaction of the state change it reports, so the two commit together.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from accounts import webhooks
+from accounts import webhook_delivery, webhooks
 from generations.api.presenters import generation_payload
 from generations.models import Generation
 
@@ -36,7 +36,7 @@ def generation_event(generation: Generation | str, event: str, **extra) -> None:
     if target is None or event not in target[1]:
         return
     now = timezone.now()
-    webhooks.delivery_enqueue(
+    webhook_delivery.delivery_enqueue(
         organization_id=generation.organization_id,
         generation_id=generation.id,
         event=event,

@@ -16,7 +16,7 @@ import openai
 import pytest
 from django.utils import timezone
 
-from accounts import webhooks
+from accounts import webhook_delivery, webhooks
 from accounts.models import WebhookDelivery
 from tests.conftest import Tenant
 from tests.webhook_receiver import Receiver
@@ -99,7 +99,7 @@ def test_a_delivery_left_by_a_dead_process_is_sent_by_the_recovery_loop(settings
         )
         recovery.recover()
         [received] = receiver.wait_for(1, timeout=10)
-        assert webhooks.sender.wait_idle(10)
+        assert webhook_delivery.sender.wait_idle(10)
     standard_webhooks_verify(secret, received.headers, received.body)
     assert received.headers["webhook-id"] == "msg_left_behind"
     row.refresh_from_db()

@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, webhooks
+from accounts import selectors, webhook_delivery, webhooks
 from accounts.forms import WebhookForm, WebhookRotateForm
 from accounts.views import org_page
 from accounts.webhook_signing import redacted
@@ -35,7 +35,9 @@ def _render(request, caller, *, form=None, revealed=None, status=200):
             "form": form,
             "rotate_form": WebhookRotateForm(),
             "can_edit": caller.role in selectors.MANAGER_ROLES,
-            "deliveries": webhooks.delivery_list(organization=caller.organization)[:LOG_ROWS],
+            "deliveries": webhook_delivery.delivery_list(organization=caller.organization)[
+                :LOG_ROWS
+            ],
             "revealed": revealed,
         },
         status=status,
@@ -91,7 +93,7 @@ def webhook_rotate(request, caller):
 @org_page(back="webhooks")
 def webhook_redeliver(request, caller, pk: int):
     _check_manager(caller)
-    delivery = webhooks.delivery_redeliver(organization=caller.organization, delivery_id=pk)
+    delivery = webhook_delivery.delivery_redeliver(organization=caller.organization, delivery_id=pk)
     messages.success(
         request, f"Sending the {delivery.event} event of {delivery.generation_id} again."
     )

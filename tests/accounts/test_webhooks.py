@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import webhook_http, webhook_signing, webhooks
+from accounts import webhook_delivery, webhook_http, webhook_signing, webhooks
 from accounts.models import Membership, WebhookDelivery
 from generations.models import Generation
 from generations.services import generation_cancel, generation_fail
@@ -349,13 +349,13 @@ def test_a_due_delivery_is_sent_signed_by_the_recovery_step(
     generation = make_generation(webhook_events=("queued",))
     [row] = deliveries()
     assert row.status == "pending" and row.attempts == 0  # nobody sent it
-    assert webhooks.deliveries_due(inline=True) == 1
+    assert webhook_delivery.deliveries_due(inline=True) == 1
     [received] = receiver.wait_for(1)
     body = verify_received(received, secret)
     assert body["data"]["id"] == generation.id and received.headers["webhook-id"] == row.msg_id
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_status_code) == ("succeeded", 1, 204)
-    assert webhooks.deliveries_due(inline=True) == 0
+    assert webhook_delivery.deliveries_due(inline=True) == 0
 
 
 def test_failed_attempts_back_off_exponentially_for_the_retry_window(
@@ -370,14 +370,14 @@ def test_failed_attempts_back_off_exponentially_for_the_retry_window(
     t = row.created_at
     gaps = []
     while True:
-        assert webhooks.deliveries_due(now=t, inline=True) == 1
+        assert webhook_delivery.deliveries_due(now=t, inline=True) == 1
         row.refresh_from_db()
         if row.status != "pending":
             break
         gap = (row.next_attempt_at - t).total_seconds()
         gaps.append(gap)
         # Not due a moment before its time, due at it.
-        assert webhooks.deliveries_due(now=row.next_attempt_at - timedelta(seconds=1)) == 0
+        assert webhook_delivery.deliveries_due(now=row.next_attempt_at - timedelta(seconds=1)) == 0
         t = row.next_attempt_at
     assert row.status == "failed" and row.last_status_code == 503
     assert 5 <= gaps[0] <= 5.5 and 10 <= gaps[1] <= 11 and 20 <= gaps[2] <= 22
@@ -386,7 +386,7 @@ def test_failed_attempts_back_off_exponentially_for_the_retry_window(
     assert row.attempts == len(gaps) + 1 < 50
     assert len(receiver.wait_for(row.attempts)) == row.attempts
     # Redeliver: due again at once, same webhook-id, a fresh window.
-    webhooks.delivery_redeliver(organization=tenant.org, delivery_id=row.pk)
+    webhook_delivery.delivery_redeliver(organization=tenant.org, delivery_id=row.pk)
     row.refresh_from_db()
     assert row.status == "pending" and row.retry_until > timezone.now() + timedelta(hours=23)
 
@@ -398,14 +398,14 @@ def test_a_sender_that_died_mid_attempt_leaves_the_delivery_due_after_its_lease(
     make_generation(webhook_events=("queued",))
     [row] = deliveries()
     now = timezone.now()
-    assert webhooks.delivery_claim(delivery_id=row.pk, now=now) is not None  # ...then died
-    assert webhooks.deliveries_due(now=now + timedelta(seconds=5), inline=True) == 0
-    assert webhooks.deliveries_due(now=now + timedelta(minutes=5), inline=True) == 1
+    assert webhook_delivery.delivery_claim(delivery_id=row.pk, now=now) is not None  # ...then died
+    assert webhook_delivery.deliveries_due(now=now + timedelta(seconds=5), inline=True) == 0
+    assert webhook_delivery.deliveries_due(now=now + timedelta(minutes=5), inline=True) == 1
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("succeeded", 2)
     # The stale attempt cannot overwrite what the newer one recorded.
     row.attempts = 1
-    webhooks._record(row, now=None, code=500, error="late")
+    webhook_delivery._record(row, now=None, code=500, error="late")
     row.refresh_from_db()
     assert row.status == "succeeded"
 
@@ -413,7 +413,7 @@ def test_a_sender_that_died_mid_attempt_leaves_the_delivery_due_after_its_lease(
 def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_generation):
     webhooks.webhook_endpoint_set(organization=tenant.org, url="http://localhost:9/hook")
     make_generation(webhook_events=("queued",))
-    assert webhooks.deliveries_due(inline=True) == 1
+    assert webhook_delivery.deliveries_due(inline=True) == 1
     [row] = deliveries()
     assert row.status == "failed" and row.last_error.startswith("refused")
 
@@ -427,8 +427,8 @@ def test_finished_deliveries_are_deleted_after_the_retention(tenant, make_genera
     WebhookDelivery.objects.filter(pk=done.pk).update(status="succeeded")
     WebhookDelivery.objects.filter(pk=failed.pk).update(status="failed")
     later = timezone.now() + timedelta(days=31)
-    assert webhooks.deliveries_purge(now=timezone.now()) == 0
-    assert webhooks.deliveries_purge(now=later) == 2
+    assert webhook_delivery.deliveries_purge(now=timezone.now()) == 0
+    assert webhook_delivery.deliveries_purge(now=later) == 2
     assert deliveries() == [pending]  # still being retried: kept
 
 
@@ -445,7 +445,7 @@ def test_rotation_signs_with_both_secrets_during_the_grace_period(
     endpoint, new = webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=3600)
     assert new != old and endpoint.signing_secrets() == [new, old]
     make_generation(webhook_events=("queued",))
-    webhooks.deliveries_due(inline=True)
+    webhook_delivery.deliveries_due(inline=True)
     [received] = receiver.wait_for(1)
     assert len(received.headers["webhook-signature"].split()) == 2
     verify_received(received, old)
@@ -581,7 +581,7 @@ def test_the_readme_verification_snippet_verifies_a_real_delivery(
 
     _, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
     generation = make_generation(webhook_events=("queued",))
-    webhooks.deliveries_due(inline=True)
+    webhook_delivery.deliveries_due(inline=True)
     [received] = receiver.wait_for(1)
     event = verify_webhook(secret, received.headers, received.body)
     assert event["data"]["id"] == generation.id

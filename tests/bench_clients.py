@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -130,12 +131,16 @@ def web(server_args: list[str]):
         worker_pid = _children(process.pid)[0]
         yield port, key, worker_pid, env["DATABASE_URL"]
     finally:
+        workers = _children(process.pid)
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        for pid in workers:  # a worker stuck in waiting threads outlives a killed master
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         log.close()
         with psycopg.connect(ADMIN_DB, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -335,7 +340,8 @@ def report(results: dict, args) -> str:
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}; one web process on PostgreSQL + Redis broker, "
         "no worker (jobs stay queued). Measured "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at the end "
+        f"{os.getloadavg()[0]:.1f}.",
         "",
         f"**Slow headers**: {args.slow} connections trickle one header byte a second "
         f"for {args.seconds:g} s while `GET /v1/models` is timed every 0.25 s on a new "

@@ -231,7 +231,20 @@ class WebhookView(ManagementView):
             status=status.HTTP_201_CREATED if secret else status.HTTP_200_OK,
         )
 
-    patch = put
+    @extend_schema(
+        summary="Change your organization's webhook",
+        operation_id="partial_update_webhook",
+        description="The same as PUT: fields left out stay.",
+        request=WebhookSettingsSerializer,
+        responses={
+            200: WebhookEndpointSerializer,
+            201: WebhookEndpointSerializer,
+            **_WEBHOOK_ERRORS,
+        },
+        tags=["webhooks"],
+    )
+    def patch(self, request):
+        return self.put(request)
 
 
 class WebhookRotateView(WebhookView):

@@ -381,6 +381,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set used in several places (dotted paths, not imports).
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookEventEnum": "accounts.webhooks.EVENTS",
+        "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+    },
     # Every error status in OpenAI's envelope, CSV and SSE media types (imagehub/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

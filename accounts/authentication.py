@@ -11,6 +11,7 @@ from rest_framework.permissions import BasePermission
 from accounts import keys
 from accounts.models import APIKey
 from accounts.services import api_key_touch
+from imagehub.db import retry_once
 from imagehub.errors import AuthenticationFailed, PermissionError_
 
 _BAD_KEY = "Incorrect API key provided. You can find your API keys in your imagehub organization."
@@ -55,6 +56,7 @@ class BearerKeyAuthentication(BaseAuthentication):
         return (key.created_by or AnonymousUser(), key)
 
     @staticmethod
+    @retry_once  # a read: the first query of a request, on a connection a blip may have cut
     def _find(secret: str) -> tuple[APIKey | None, bool]:
         """The key a secret belongs to, and whether it is the key's previous (rotated-out)
         secret. Digests are compared in constant time."""

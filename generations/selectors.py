@@ -15,8 +15,10 @@ from accounts.models import Organization
 from accounts.reconcile import HeldWork
 from generations.catalog import models_on_queue, queue_of
 from generations.models import Generation, QueueSample
+from imagehub.db import retry_once
 
 
+@retry_once  # a read, safe to repeat on a new connection
 def generation_get_owned(*, organization: Organization, generation_id: str) -> Generation | None:
     """The organization's generation, or None (another tenant's looks like a missing one)."""
     return Generation.objects.filter(pk=generation_id, organization=organization).first()

@@ -5,6 +5,7 @@ conditional update, safe to repeat; money moves in accounts.ledger, once.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import secrets
@@ -12,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -31,7 +32,7 @@ from generations.catalog import models_on_queue, queue_of
 from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
 from generations.types import GenerationRequest
 from imagehub import broker, metrics
-from imagehub.db import retry_once
+from imagehub.db import CONNECTION_ERRORS, reconnect, retry_once
 from imagehub.errors import PermissionError_
 
 logger = logging.getLogger("generations.jobs")
@@ -69,6 +70,33 @@ def generation_dispatch(*, generation_id: str, model: str) -> bool:
     return True
 
 
+def _retry_create_once(create):
+    """generation_create once more, on a new connection, if its connection dropped (a
+    database blip): its transaction rolled back, so nothing was held or recorded. Only
+    with the id the caller chose for the generation: if the connection dropped at COMMIT
+    and the first try committed after all, the retry finds that generation (and sends its
+    message, lost with the connection) instead of making and charging a second one."""
+
+    @functools.wraps(create)
+    def wrapper(**kwargs):
+        try:
+            return create(**kwargs)
+        except CONNECTION_ERRORS:
+            generation_id = kwargs.get("generation_id")
+            if generation_id is None or connection.in_atomic_block:
+                raise
+            logger.warning("database connection lost creating %s; trying again", generation_id)
+            reconnect()
+            made = Generation.objects.filter(pk=generation_id).first()
+            if made is None:
+                return create(**kwargs)
+            generation_dispatch(generation_id=made.id, model=made.model)
+            return made
+
+    return wrapper
+
+
+@_retry_create_once
 def generation_create(
     *,
     request: GenerationRequest,

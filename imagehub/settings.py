@@ -185,6 +185,9 @@ def database_config(url: str) -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     elif config["ENGINE"].endswith("postgresql"):
+        # Django's backend, with a pool that replaces all its dead connections at once
+        # after a database blip (imagehub/postgres/base.py).
+        config["ENGINE"] = "imagehub.postgres"
         # A pool per process: hundreds of requests waiting on generations share a few
         # connections (a waiting request hands its connection back; see views._wait).
         config["OPTIONS"] = {

@@ -9,6 +9,7 @@ from generations.fairness import queue_position
 from generations.models import Generation
 from generations.selectors import estimated_start_seconds
 from generations.signed_urls import signed_url
+from imagehub.db import retry_once
 
 # How a failed generation maps to an HTTP status when a client waited for it.
 FAILURE_STATUS = {
@@ -53,6 +54,7 @@ def _unix(moment) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 
 
+@retry_once  # reads only; after a create it runs once the job is committed and charged
 def generation_payload(generation: Generation, request, *, images: bool = True) -> dict:
     """The generation object: status always, ImagesResponse fields once it succeeded."""
     payload = {

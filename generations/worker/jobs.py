@@ -22,7 +22,7 @@ from generations.worker import runtime
 from generations.worker.inputs import load_inputs
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
-from imagehub.db import is_connection_error
+from imagehub.db import is_connection_error, retry_once
 
 logger = logging.getLogger("generations.jobs")
 
@@ -175,12 +175,17 @@ def _cancel_check(generation_id: str, interval: float = 0.2):
         now = time.monotonic()
         if not state["stop"] and now >= state["next"]:
             state["next"] = now + interval
-            state["stop"] = Generation.objects.filter(
-                pk=generation_id, cancel_requested_at__isnull=False
-            ).exists()
+            state["stop"] = _cancel_requested(generation_id)
         return state["stop"]
 
     return should_stop
+
+
+@retry_once
+def _cancel_requested(generation_id: str) -> bool:
+    # A read, safe to repeat: a database blip while the job runs costs one reconnect
+    # instead of the job (left to a takeover, one attempt gone).
+    return Generation.objects.filter(pk=generation_id, cancel_requested_at__isnull=False).exists()
 
 
 def _fail(generation: Generation, code: str, message: str) -> None:

@@ -15,6 +15,7 @@ A sender that dies mid-attempt leaves the row due again when its lease runs out.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -288,6 +289,10 @@ class Sender:
         with self._lock:
             if self._pid != os.getpid():  # forked: the threads stayed in the parent
                 self.__init__()
+            if not self._threads:
+                # A process that stops gracefully first lets the attempts it has queued
+                # finish, for a while (a killed one leaves them to the recovery loop).
+                atexit.register(self.wait_idle, min(settings.WEBHOOK_TIMEOUT_SECONDS + 1, 10))
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < settings.WEBHOOK_SENDER_THREADS:
                 thread = threading.Thread(

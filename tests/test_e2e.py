@@ -7,9 +7,7 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,29 +18,23 @@ import requests
 from django.conf import settings
 from PIL import Image
 
+from tests.processes import (
+    MANAGE,
+    ROOT,
+    free_port,
+    reachable,
+    server_env,
+    start_web,
+    start_worker,
+    wait_web,
+)
+
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory):
-    if not _reachable(5432):
+    if not reachable(5432):
         yield f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
         return
     import psycopg
@@ -59,24 +51,21 @@ def database_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stack(database_url, tmp_path_factory):
     """Migrated database, two tenants' keys, web + worker processes on a Redis broker."""
-    if not _reachable(6379):
+    if not reachable(6379):
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     workdir = tmp_path_factory.mktemp("stack")
     logs = Path(os.environ.get("IMAGEHUB_TEST_OUTPUT", workdir)) / "e2e-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "imagehub.settings",
-        "DJANGO_SECRET_KEY": "e2e-" + uuid.uuid4().hex,
-        "DATABASE_URL": database_url,
-        "DRAMATIQ_BROKER_URL": "redis://127.0.0.1:6379/13",
-        # A queue of its own, so nothing else on this Redis takes our jobs.
-        "IMAGEHUB_QUEUE": f"gpu-e2e-{uuid.uuid4().hex[:6]}",
-        "IMAGEHUB_DATA_DIR": str(workdir),
-        "IMAGEHUB_DEMO_MODELS_DIR": str(settings.DEMO_MODELS_DIR),
-        "HF_HUB_OFFLINE": "1",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
+    env = server_env(
+        database_url=database_url,
+        broker_url="redis://127.0.0.1:6379/13",
+        queue=f"gpu-e2e-{uuid.uuid4().hex[:6]}",
+        data_dir=workdir,
+        DJANGO_SECRET_KEY="e2e-" + uuid.uuid4().hex,
+        IMAGEHUB_DEMO_MODELS_DIR=settings.DEMO_MODELS_DIR,
+        IMAGEHUB_WARMUP_MODELS=None,  # the first requests load the models
+    )
+    manage = MANAGE
     subprocess.run(
         [*manage, "migrate", "--noinput"], env=env, cwd=ROOT, check=True, capture_output=True
     )
@@ -108,58 +97,29 @@ def stack(database_url, tmp_path_factory):
     # gunicorn appends to its access log: start each run with an empty one, so that a
     # rerun does not count the earlier run's processes.
     open(logs / "access.log", "w").close()
-    port = _free_port()
-    web = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "imagehub.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            "--timeout",
-            "120",
-            # The serving worker's pid per request: proves both processes took requests.
+    port = free_port()
+    web = start_web(
+        env,
+        port=port,
+        log=logs / "web.log",
+        workers=2,
+        threads=8,
+        # The serving worker's pid per request: proves both processes took requests.
+        extra=[
             "--access-logfile",
             str(logs / "access.log"),
             "--access-logformat",
             "%(p)s %(s)s %(U)s",
         ],
-        env=env,
-        cwd=ROOT,
-        stdout=open(logs / "web.log", "w"),
-        stderr=subprocess.STDOUT,
     )
-    worker = subprocess.Popen(
-        [*manage, "runworker", "--threads", "1"],
-        env=env,
-        cwd=ROOT,
-        stdout=open(logs / "worker.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(env, log=logs / "worker.log", threads=1)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except (requests.ConnectionError, requests.Timeout):  # workers still booting
-            pass
-        assert web.poll() is None, (logs / "web.log").read_text()
-        assert time.monotonic() < deadline, "web process did not come up"
-        time.sleep(0.2)
+    wait_web(base, web, seconds=60)
     yield {"base": base, "keys": keys, "logs": logs}
     for process in (web, worker):
-        process.send_signal(signal.SIGTERM)
+        process.signal(signal.SIGTERM)
     for process in (web, worker):
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        process.stop()
 
 
 @pytest.fixture(scope="module")

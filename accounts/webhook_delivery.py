@@ -123,8 +123,16 @@ def deliveries_due(*, now: datetime | None = None, inline: bool = False) -> int:
             delivery_attempt(delivery=delivery, now=now)
     elif ids:
         sender.submit(ids, claimed=True)
-    deliveries_purge(now=now)
+    global _purged_at
+    if time.monotonic() - _purged_at > PURGE_INTERVAL_SECONDS:
+        _purged_at = time.monotonic()
+        deliveries_purge(now=now)
     return len(ids)
+
+
+# Old deliveries are looked for at most this often per process.
+PURGE_INTERVAL_SECONDS = 600
+_purged_at = -PURGE_INTERVAL_SECONDS
 
 
 def deliveries_purge(*, now: datetime | None = None) -> int:

@@ -34,7 +34,7 @@ def save_preview(*, generation_id: str, k: int, data: bytes, output_format: str)
     name = preview_name(generation_id, k, output_format)
     if not storage.exists(name):
         storage.save(name, ContentFile(data))
-        webhooks.generation_event(generation_id, "partial", partial_image_index=k)
+        webhooks.generation_partial(generation_id, k)
     notify.publish(partial_key(generation_id, k))
 
 

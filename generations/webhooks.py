@@ -8,11 +8,15 @@ inside the transaction of the state change it reports, so the two commit togethe
 
 from __future__ import annotations
 
+import logging
+
 from django.utils import timezone
 
 from accounts import webhook_delivery, webhooks
 from generations.api.presenters import generation_payload
 from generations.models import Generation
+
+logger = logging.getLogger("generations.webhooks")
 
 # Final statuses and the events that report them.
 FINISHED = {
@@ -49,6 +53,15 @@ def generation_event(generation: Generation | str, event: str, **extra) -> None:
         },
         now=now,
     )
+
+
+def generation_partial(generation_id: str, k: int) -> None:
+    """`partial` for preview `k`. A preview is a courtesy: a database error here is logged
+    and the job goes on (there is no state change to commit it with)."""
+    try:
+        generation_event(generation_id, "partial", partial_image_index=k)
+    except Exception:  # noqa: BLE001
+        logger.warning("could not record the partial event of %s", generation_id, exc_info=True)
 
 
 def generation_finished(generation_id: str) -> None:

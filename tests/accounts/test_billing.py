@@ -168,7 +168,8 @@ def test_staff_edit_prices_in_admin(client, db):
 
 
 def test_edits_pay_for_the_steps_that_run(api):
-    """Image-to-image denoises int(steps × strength) steps, and is priced so."""
+    """Image-to-image denoises int(steps × strength) steps, and is priced so (plus its
+    input's pixels)."""
     from tests.imagefiles import gradient_png, upload
 
     response = api.post(
@@ -183,5 +184,6 @@ def test_edits_pay_for_the_steps_that_run(api):
         format="multipart",
     )
     assert response.status_code == 200, response.content
-    # 100 per image + ceil(256 × 256 × 2 steps × 1000 / 10^6) = 100 + 132
-    assert response.json()["usage"]["credits_charged"] == 232
+    # 100 per image + ceil((256 × 256 × 2 steps + 256 × 256 input pixels) × 1000 / 10^6)
+    # = 100 + ceil(196.608) = 297
+    assert response.json()["usage"]["credits_charged"] == 297

@@ -492,6 +492,9 @@ def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generati
     redone = client.post(f"/v1/webhook/deliveries/{delivery_id}/redeliver")
     assert redone.status_code == 200 and redone.json()["status"] == "pending"
     assert client.get("/v1/webhook/deliveries?status=bogus").status_code == 400
+    # Rotate and redeliver are actions: nothing else is answered there.
+    assert client.put("/v1/webhook/rotate", {"url": ""}, format="json").status_code == 405
+    assert client.get(f"/v1/webhook/deliveries/{delivery_id}/redeliver").status_code == 405
 
 
 def test_members_read_but_do_not_change_webhooks_and_tenants_are_apart(

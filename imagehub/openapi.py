@@ -60,12 +60,24 @@ IMAGE_CREATE_PATHS = (
     "/v1/images/edits",
     "/v1/images/variations",
 )
+SSE_EVENTS = [
+    "image_generation.partial_image",
+    "image_generation.completed",
+    "image_edit.partial_image",
+    "image_edit.completed",
+    "error",
+]
 SSE = {
     "text/event-stream": {
         "schema": {
-            "type": "string",
-            "description": "With `stream: true`: server-sent events "
-            "(`image_generation.partial_image`, `image_generation.completed`, `error`).",
+            "type": "object",
+            "description": "With `stream: true`: server-sent events, one per partial image, "
+            "one per finished image, or an `error` (its `data` is the error envelope).",
+            "required": ["data"],
+            "properties": {
+                "event": {"type": "string", "enum": SSE_EVENTS},
+                "data": {"type": "string", "description": "The event's JSON object."},
+            },
         }
     }
 }

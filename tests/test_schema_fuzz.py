@@ -5,7 +5,7 @@ content type, headers, body).
 
 Both modes: requests valid by the schema, and invalid ones (which must get a documented
 4xx, never a 5xx). Bounded: FUZZ_EXAMPLES examples per operation and mode
-(IMAGEHUB_FUZZ_EXAMPLES, 25 by default) and a deadline for the whole module
+(IMAGEHUB_FUZZ_EXAMPLES, 50 by default) and a deadline for the whole module
 (IMAGEHUB_FUZZ_SECONDS, 150 s), so CI runs it in a few minutes. It prints the counts
 (operations, cases, failures) at the end.
 """
@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import Tenant
 
-FUZZ_EXAMPLES = int(os.environ.get("IMAGEHUB_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("IMAGEHUB_FUZZ_EXAMPLES", "50"))
 FUZZ_SECONDS = float(os.environ.get("IMAGEHUB_FUZZ_SECONDS", "150"))
 CHECKS = [
     not_a_server_error,

@@ -5,8 +5,10 @@ passes the device and the memory budget in (generations/worker/runtime.py).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -86,6 +88,7 @@ class Engine:
         )
         self.lock = self.cache.lock
         self._tokenizers: dict[str, object] = {}
+        self._tokenizers_lock = threading.Lock()
         # generations.engine.batcher.Batcher: forms batches; started by the first batchable job.
         self.batcher = None
 
@@ -160,8 +163,13 @@ class Engine:
             ) from exc
         pipe.set_progress_bar_config(disable=True)
         name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
-        # Kept after an eviction: counting tokens must never reload a model.
-        self._tokenizers[spec.id] = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
+        # Kept after an eviction: counting tokens must never reload a model. A copy: a
+        # tokenizer keeps its truncation and padding settings in state that every call sets,
+        # and counting with the pipeline's own (outside the device lock) while a batch
+        # encoded its prompts gave its prompt and negative-prompt embeddings different
+        # lengths, failing the whole batch.
+        tokenizer = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
+        self._tokenizers[spec.id] = copy.deepcopy(tokenizer) if tokenizer is not None else None
         logger.info(
             "loaded model %s (%s) on %s in %.2fs",
             spec.id,
@@ -179,7 +187,10 @@ class Engine:
         tokenizer = self._tokenizers.get(spec.id)
         if tokenizer is None:
             return 0
-        return sum(len(tokenizer(text, truncation=False)["input_ids"]) for text in texts if text)
+        with self._tokenizers_lock:  # job threads count at once
+            return sum(
+                len(tokenizer(text, truncation=False)["input_ids"]) for text in texts if text
+            )
 
     def run(self, request: RunRequest) -> RunResult:
         """One job's images (see RunRequest); inpainting gives back the pixels it keeps

@@ -1,6 +1,7 @@
 """Real processes for the tests and benchmarks that drive a deployment: gunicorn web
 servers, `manage.py runworker` processes and private redis-servers, with the environment
-they share and the ways to tell they are up.
+they share and the ways to tell they are up; and the deletion of a deployment's broker
+queue (what a broker that loses its messages does, and the clean-up after a test).
 
 Each process writes its output to a log file of its own; a failing check quotes the tail
 of that log, since that is where the reason is.
@@ -274,3 +275,41 @@ class RedisServer:
             self.process.stop()
             self.process = None
         wait_for(lambda: not reachable(self.port), 10, f"port {self.port} to close")
+
+
+def delete_queue(broker_url: str, queue: str) -> int:
+    """Delete a Dramatiq queue, with its delay and dead-letter queues and every message
+    on them, from a Redis or RabbitMQ broker; returns how many messages were waiting."""
+    if broker_url.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(broker_url)
+        try:
+            lost = client.llen(f"dramatiq:{queue}")
+            patterns = (
+                f"dramatiq:{queue}",
+                f"dramatiq:{queue}.*",
+                # What each worker had taken (and not acknowledged: a killed one).
+                f"dramatiq:__acks__.*.{queue}",
+                f"dramatiq:__acks__.*.{queue}.*",
+            )
+            keys = [key for pattern in patterns for key in client.scan_iter(match=pattern)]
+            if keys:
+                client.delete(*keys)
+            return lost
+        finally:
+            client.close()
+    import pika
+
+    lost = 0
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            try:
+                lost += channel.queue_delete(queue=name).method.message_count
+            except pika.exceptions.ChannelClosedByBroker:  # not there
+                channel = connection.channel()
+    finally:
+        connection.close()
+    return lost

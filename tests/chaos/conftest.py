@@ -6,6 +6,7 @@ the ledger reconciles)."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import uuid
 from pathlib import Path
@@ -95,39 +96,8 @@ class BrokerClient:
         )
 
     def lose_messages(self, queue: str | None = None) -> int:
-        """Delete the queue with every message on it (its delay and dead-letter queues
-        too); returns how many messages were lost."""
-        queue = queue or self.queue
-        if self.kind == "redis":
-            import redis
-
-            client = redis.Redis.from_url(self.url)
-            try:
-                lost = client.llen(f"dramatiq:{queue}")
-                keys = [
-                    key
-                    for pattern in (f"dramatiq:{queue}", f"dramatiq:{queue}.*")
-                    for key in client.scan_iter(match=pattern)
-                ]
-                if keys:
-                    client.delete(*keys)
-                return lost
-            finally:
-                client.close()
-        import pika
-
-        lost = 0
-        connection = pika.BlockingConnection(pika.URLParameters(self.url))
-        try:
-            channel = connection.channel()
-            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-                try:
-                    lost += channel.queue_delete(queue=name).method.message_count
-                except pika.exceptions.ChannelClosedByBroker:  # not there
-                    channel = connection.channel()
-        finally:
-            connection.close()
-        return lost
+        """Delete the queue with every message on it; returns how many were lost."""
+        return processes.delete_queue(self.url, queue or self.queue)
 
     def close(self) -> None:
         for queue in self.queues:
@@ -195,9 +165,12 @@ class Deployment:
 
     def close(self) -> None:
         for process in self.processes:  # all told at once: they wind down together
+            process.signal(signal.SIGCONT)
             process.signal(signal.SIGTERM)
         for process in self.processes:
             process.stop()
+        with contextlib.suppress(Exception):  # a broker the test stopped
+            processes.delete_queue(self.broker_url, self.queue)
 
 
 class Web:

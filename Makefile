@@ -85,6 +85,13 @@ check-deploy:
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
 
+# Faults injected into a real deployment with the default liveness settings: workers
+# killed mid-batch (20 per broker), broker down or emptied, database blips, web restarts
+# during sync waits (about 10 minutes). Writes "Faults (make chaos)" in BENCHMARKS.md.
+.PHONY: chaos
+chaos: migrate demo-models
+	$(PY) -m tests.chaos_bench --trials 20 --out BENCHMARKS.md
+
 # Slow and numerous clients: 500 connections trickling headers while normal requests are
 # timed, and 2,000 in-flight sync requests held with the web process's memory; imagehub's
 # server against gthread. Rewrites its section of BENCHMARKS.md.

@@ -186,8 +186,8 @@ def database_config(url: str) -> dict:
         }
     elif config["ENGINE"].endswith("postgresql"):
         # Django's backend, with a pool that replaces all its dead connections at once
-        # after a database blip (imagehub/postgres/base.py).
-        config["ENGINE"] = "imagehub.postgres"
+        # after a database blip (imagehub/postgresql/base.py).
+        config["ENGINE"] = "imagehub.postgresql"
         # A pool per process: hundreds of requests waiting on generations share a few
         # connections (a waiting request hands its connection back; see views._wait).
         config["OPTIONS"] = {

@@ -56,3 +56,7 @@ if STORAGES["images"]["BACKEND"].endswith("FileSystemStorage"):
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SYNC_WAIT_SECONDS = 120.0
 LOGGING["loggers"]["imagehub"]["level"] = "INFO"
+# The embedded worker's recovery loop would race the test database's flush between tests
+# (a deadlock); the recovery tests call generations.recovery.recover() themselves, and the
+# chaos tests run real workers with their own settings.
+RECOVERY_INTERVAL_SECONDS = 3600.0

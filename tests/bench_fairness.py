@@ -145,8 +145,7 @@ def _report(r: dict) -> list[str]:
         "|---|---|",
         f"| jobs that started before B's | {r['ahead']} (first come, first served: "
         f"{r['backlog']}) |",
-        f"| batches before B's (median batch {r['batch_images']:g} images) | "
-        f"{batches_ahead:.1f} |",
+        f"| batches before B's (median batch {r['batch_images']:g} images) | {batches_ahead:.1f} |",
         f"| B's wait from the worker's start | {r['waited']:.2f} s (median batch "
         f"{r['batch_seconds']:.3f} s) |",
         "",

@@ -58,5 +58,5 @@ def test_operator_dashboard_is_for_staff(usage, client, other_tenant):
     assert page.status_code == 200
     html = page.content.decode()
     assert "Top organizations" in html and "acme" in html and "Latency p50 / p95" in html
-    assert html.count('<svg class="chart"') == 2
+    assert html.count('<svg class="chart"') == 4  # + queue by model, by organization
     assert "Operator dashboard" in client.get("/admin/").content.decode()

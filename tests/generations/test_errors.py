@@ -116,7 +116,7 @@ def test_unknown_model(api):
 
 def test_unknown_url_and_method(api):
     assert_error(api.get("/v1/nothing-here"), 404)
-    assert_error(api.get(URL), 405)
+    assert_error(api.delete(URL), 405)
 
 
 @pytest.fixture

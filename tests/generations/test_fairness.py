@@ -98,8 +98,7 @@ def test_two_workers_claiming_at_once_serve_both_tenants(tenant, other_tenant, s
             connection.close()
 
     threads = [
-        threading.Thread(target=worker, args=(f"w:{k}", backlog[k : k + 2 * 2 : 2]))
-        for k in (0, 1)
+        threading.Thread(target=worker, args=(f"w:{k}", backlog[k : k + 2 * 2 : 2])) for k in (0, 1)
     ]
     for thread in threads:
         thread.start()

@@ -6,7 +6,6 @@ conditional update, safe to repeat; money moves in accounts.ledger, once.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import secrets
 from datetime import timedelta
@@ -29,7 +28,8 @@ from accounts.models import APIKey, Organization
 from accounts.usage import usage_record
 from generations import fairness, notify, pricing, webhooks
 from generations.catalog import models_on_queue, queue_of
-from generations.models import GeneratedImage, Generation, GenerationInput, new_generation_id
+from generations.inputs import store_inputs
+from generations.models import GeneratedImage, Generation, new_generation_id
 from generations.types import GenerationRequest
 from imagehub import broker, metrics
 from imagehub.db import CONNECTION_ERRORS, reconnect, retry_once
@@ -176,7 +176,7 @@ def generation_create(
             price=price,
             month=month_of(generation.created_at),
         )
-        _store_inputs(generation, request)
+        store_inputs(generation, request)
         if idempotency is not None:
             idempotency_record(
                 organization=organization, idempotency=idempotency, reference=generation.id
@@ -221,53 +221,6 @@ def _running_lost() -> Q:
     return Q(status=Generation.Status.RUNNING) & (
         Q(heartbeat_at__lt=silent_since) | Q(heartbeat_at__isnull=True)
     )
-
-
-def _store_inputs(generation: Generation, request: GenerationRequest) -> None:
-    """The uploaded images (and the mask) of an edit or variation, next to the record, for
-    the worker to read back (generations/worker/inputs.py)."""
-    for index, upload in enumerate(request.images):
-        _store_input(
-            generation,
-            role=GenerationInput.Role.IMAGE,
-            index=index,
-            data=upload.data,
-            extension=upload.extension,
-            content_type=upload.content_type,
-            width=upload.width,
-            height=upload.height,
-        )
-    if request.mask is not None:
-        buffer = io.BytesIO()
-        request.mask.save(buffer, format="PNG")
-        _store_input(
-            generation,
-            role=GenerationInput.Role.MASK,
-            index=0,
-            data=buffer.getvalue(),
-            extension="png",
-            content_type="image/png",
-            width=request.mask.width,
-            height=request.mask.height,
-        )
-
-
-def _store_input(generation: Generation, *, role: str, index: int, data: bytes, extension: str,
-                 content_type: str, width: int, height: int) -> GenerationInput:  # fmt: skip
-    day = generation.created_at.strftime("%Y/%m/%d")
-    name = f"{generation.organization_id}/{day}/inputs/{generation.id}-{role}{index}.{extension}"
-    row = GenerationInput(
-        generation=generation,
-        role=role,
-        index=index,
-        width=width,
-        height=height,
-        content_type=content_type,
-        bytes=len(data),
-    )
-    row.file.save(name, ContentFile(data), save=False)
-    row.save()
-    return row
 
 
 @retry_once

@@ -10,7 +10,7 @@ from django.db.models.functions import TruncDay
 
 from accounts.hooks import hooks
 from accounts.models import APIKey, Organization, UsageRollup
-from accounts.usage import percentile_ms
+from accounts.usage import histogram_merge, percentile_ms
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -77,10 +77,7 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
         images=Sum("images"), credits=Sum("credits"), requests=Sum("requests"), failed=Sum("failed")
     )
     totals = {k: v or 0 for k, v in totals.items()}
-    histogram: dict[str, int] = defaultdict(int)
-    for hist in rows.values_list("latency_histogram", flat=True):
-        for bound, count in hist.items():
-            histogram[bound] += count
+    histogram = histogram_merge(rows.values_list("latency_histogram", flat=True))
     top = list(
         rows.values("organization_id", "organization__name")
         .annotate(credits=Sum("credits"), images=Sum("images"), requests=Sum("requests"))
@@ -109,6 +106,7 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
         "active_organizations": rows.values("organization_id").distinct().count(),
         "p50_ms": percentile_ms(histogram, 0.50),
         "p95_ms": percentile_ms(histogram, 0.95),
+        "p99_ms": percentile_ms(histogram, 0.99),
         "top_organizations": top,
         "per_model": per_model,
         "days": days,

@@ -254,8 +254,8 @@ class UsageRollup(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     latency_ms_total = models.BigIntegerField(default=0)
-    # Requests per latency bucket ({"<upper bound ms>": count}), for percentiles without
-    # reading raw generations; see accounts/dashboards.py for the bounds.
+    # Requests per logarithmic latency bucket ({"b<i>": count}), for percentiles within 1%
+    # without reading raw generations; see accounts/usage.py.
     latency_histogram = models.JSONField(default=dict)
 
     class Meta:

@@ -7,6 +7,8 @@ Writes take plain values; reads never scan raw generations.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections import defaultdict
 
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
@@ -15,49 +17,57 @@ from django.utils import timezone
 from accounts.ledger import month_of
 from accounts.models import APIKey, MonthlySpend, Organization, UsageRollup
 
-# Upper bounds (ms) of the latency histogram kept in UsageRollup.latency_histogram.
-LATENCY_BOUNDS_MS = (
-    50,
-    100,
-    200,
-    300,
-    500,
-    750,
-    1000,
-    1500,
-    2000,
-    3000,
-    5000,
-    7500,
-    10_000,
-    15_000,
-    20_000,
-    30_000,
-    60_000,
-    120_000,
-    300_000,
-)
-OVERFLOW = "inf"
+# The latency histogram kept in UsageRollup.latency_histogram: logarithmic buckets, the
+# way DDSketch keeps them. Bucket i holds latencies in (GAMMA**(i-1), GAMMA**i] ms, and a
+# percentile read from it is within LATENCY_ACCURACY (1%) of the true value, whatever the
+# spread of latencies; the keys are sparse ("b<i>": count), a few dozen per row in
+# practice. Rows written before these buckets hold {"<upper bound ms>": count}; they are
+# still read, with their bound as the value.
+LATENCY_ACCURACY = 0.01
+GAMMA = (1 + LATENCY_ACCURACY) / (1 - LATENCY_ACCURACY)
+_LOG_GAMMA = math.log(GAMMA)
 
 
-def latency_bucket(ms: int) -> str:
-    for bound in LATENCY_BOUNDS_MS:
-        if ms <= bound:
-            return str(bound)
-    return OVERFLOW
+def latency_bucket(ms: float) -> str:
+    if ms <= 1:
+        return "b0"
+    return f"b{math.ceil(math.log(ms) / _LOG_GAMMA)}"
+
+
+def _bucket_value(key: str) -> float | None:
+    """The latency (ms) a bucket stands for: DDSketch's estimate, 2·γ^i / (γ + 1)."""
+    if key.startswith("b"):
+        index = int(key[1:])
+        return 1.0 if index == 0 else 2 * GAMMA**index / (GAMMA + 1)
+    if key == "inf":  # the old histogram's overflow bucket (over 300 s)
+        return None
+    return float(key)
 
 
 def percentile_ms(histogram: dict[str, int], q: float) -> int | None:
-    """The bucket bound below which a fraction q of requests finished (an upper estimate)."""
-    total = sum(histogram.values())
+    """The q-quantile of the latencies counted in `histogram`, in ms (nearest rank)."""
+    valued = sorted(
+        ((_bucket_value(key), count) for key, count in histogram.items() if count > 0),
+        key=lambda item: math.inf if item[0] is None else item[0],
+    )
+    total = sum(count for _value, count in valued)
     if not total:
         return None
+    rank = max(1, math.ceil(q * total))
     seen = 0
-    for bound in [*map(str, LATENCY_BOUNDS_MS), OVERFLOW]:
-        seen += histogram.get(bound, 0)
-        if seen >= q * total:
-            return None if bound == OVERFLOW else int(bound)
+    for value, count in valued:
+        seen += count
+        if seen >= rank:
+            return None if value is None else round(value)
     return None
+
+
+def histogram_merge(histograms) -> dict[str, int]:
+    merged: dict[str, int] = defaultdict(int)
+    for histogram in histograms:
+        for key, count in histogram.items():
+            merged[key] += count
+    return dict(merged)
 
 
 def usage_record(

@@ -3,7 +3,7 @@
 import pytest
 
 from accounts.models import UsageRollup, User
-from accounts.usage import latency_bucket, percentile_ms
+from accounts.usage import histogram_merge, latency_bucket, percentile_ms
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -11,14 +11,24 @@ URL = "/v1/images/generations"
 
 
 def test_latency_percentiles_from_histogram():
-    histogram = {}
-    for ms in [40] * 50 + [180] * 45 + [2500] * 5:
-        bucket = latency_bucket(ms)
-        histogram[bucket] = histogram.get(bucket, 0) + 1
-    assert percentile_ms(histogram, 0.50) == 50
-    assert percentile_ms(histogram, 0.95) == 200
-    assert percentile_ms(histogram, 0.99) == 3000
+    latencies = [40] * 50 + [180] * 45 + [2500] * 4 + [123_456]
+    histogram = histogram_merge(
+        [{latency_bucket(ms): 1} for ms in latencies] + [{latency_bucket(1234): 0}]
+    )
+    # Within 1% of the true (nearest-rank) percentiles, not a bucket's bound.
+    for q, true in ((0.50, 40), (0.95, 180), (0.96, 2500), (0.99, 2500), (1.0, 123_456)):
+        assert abs(percentile_ms(histogram, q) - true) <= 0.01 * true + 0.5, q
     assert percentile_ms({}, 0.5) is None
+    assert percentile_ms({latency_bucket(0): 3}, 0.5) == 1
+
+
+def test_percentiles_read_rows_written_with_the_old_bounds():
+    # Rollups written before the logarithmic buckets: {"<upper bound ms>": count}.
+    old = {"50": 50, "200": 45, "3000": 4, "inf": 1}
+    assert percentile_ms(old, 0.5) == 50 and percentile_ms(old, 0.99) == 3000
+    assert percentile_ms(old, 1.0) is None
+    mixed = histogram_merge([old, {latency_bucket(100): 100}])
+    assert percentile_ms(mixed, 0.5) == 100
 
 
 @pytest.fixture

@@ -152,7 +152,27 @@ def monthly_spend_add(
 
 
 def _credits(micro: int) -> str:
-    return f"{micro / 1_000_000:,.6f} credits ({micro} micro-credits)"
+    """Exact: 1500000 -> "1.5 credits (1500000 micro-credits)"; never rounded."""
+    whole, fraction = divmod(abs(micro), 1_000_000)
+    digits = f"{whole:,}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
+    return f"{'-' if micro < 0 else ''}{digits} credits ({micro} micro-credits)"
+
+
+def _balance_too_low(organization: Organization, price: int) -> str:
+    balance, held = organization.credit_balance, organization.credits_held
+    if balance <= 0 and not held:
+        said = (
+            f"Your organization '{organization.name}' has no credits (balance 0), so every "
+            "request is refused until credits are added."
+        )
+    else:
+        said = f"Your organization '{organization.name}' has a balance of {_credits(balance)}"
+        said += f" ({_credits(held)} more held for jobs in flight)." if held else "."
+    return (
+        f"{said} This request costs {_credits(price)}. The operator of this service adds "
+        "credits in the admin (Organizations, action 'Add credits') or with "
+        f"`manage.py add_credits {organization.slug} <micro-credits>`."
+    )
 
 
 def credits_authorize(
@@ -174,10 +194,7 @@ def credits_authorize(
                 headers={"Retry-After": "1"},
             )
     if organization.credit_balance < price:
-        raise InsufficientQuota(
-            f"Your organization's balance is {_credits(organization.credit_balance)}; this "
-            f"request costs {_credits(price)}. Add credits to continue."
-        )
+        raise InsufficientQuota(_balance_too_low(organization, price))
     org_spent, key_spent = monthly_spend(
         organization_id=organization.pk,
         api_key_id=api_key.pk if api_key else None,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import keys
 from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
-from accounts.ledger import lock_organization
+from accounts.ledger import credits_top_up, lock_organization
 from accounts.models import APIKey, Membership, Organization, User
 from imagehub.errors import InvalidRequest
 
@@ -26,6 +27,7 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
     return User.objects.create_user(email=email, password=None), True
 
 
+@transaction.atomic
 def organization_create(*, name: str, owner: User | None = None) -> Organization:
     base = slugify(name)[:50] or "org"
     slug, n = base, 1
@@ -35,6 +37,13 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     org = Organization.objects.create(name=name, slug=slug)
     if owner is not None:
         Membership.objects.create(organization=org, user=owner, role=Membership.Role.OWNER)
+    if settings.STARTING_CREDITS:
+        credits_top_up(
+            organization=org,
+            amount=settings.STARTING_CREDITS,
+            memo="starting credits (IMAGEHUB_STARTING_CREDITS)",
+            idempotency_key=f"org:{org.pk}:starting-credits",
+        )
     return org
 
 

@@ -294,6 +294,9 @@ METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
 # --- limits and money -------------------------------------------------------------------
 # Requests per minute for keys and organizations that set no limit; 0 = unlimited.
 DEFAULT_RPM_LIMIT = env_int("IMAGEHUB_DEFAULT_RPM_LIMIT", 0, minimum=0)
+# Micro-credits (1 credit = 1,000,000) given to every new organization, as a top-up in its
+# ledger; 0 = none (an operator adds credits before its requests are served).
+STARTING_CREDITS = env_int("IMAGEHUB_STARTING_CREDITS", 0, minimum=0)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagehub <noreply@localhost>")
 # Rate-limit counters must be shared by every web process: Redis when there is one.
 if REDIS_URL:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core import mail
 from django.core.management import call_command
@@ -76,6 +78,42 @@ def test_insufficient_balance_is_429_and_nothing_is_recorded(db):
     assert "balance" in error["message"]
     assert not Generation.objects.filter(organization=poor.org).exists()
     assert balance(poor) == (UNIT_256_4 - 1, 0)
+
+
+def test_balance_message_is_exact_and_says_who_adds_credits(db):
+    from tests.conftest import Tenant
+
+    poor = Tenant("poor", credits=UNIT_256_4 - 1)
+    message = poor.client().post(URL, {"prompt": "too dear"}, format="json").json()["error"]
+    assert message["message"].startswith(
+        f"Your organization 'poor' has a balance of 0.000362 credits ({UNIT_256_4 - 1} "
+        f"micro-credits). This request costs 0.000363 credits ({UNIT_256_4} micro-credits)."
+    )
+    assert f"manage.py add_credits {poor.org.slug} <micro-credits>" in message["message"]
+
+    broke = Tenant("broke", credits=0)
+    error = broke.client().post(URL, {"prompt": "x"}, format="json").json()["error"]
+    assert "has no credits (balance 0), so every request is refused" in error["message"]
+    assert error["param"] is None and error["code"] == "insufficient_quota"
+
+
+def test_new_organizations_get_the_starting_credits(db, settings, client):
+    from accounts.services import organization_create
+
+    assert organization_create(name="no grant").credit_balance == 0
+    settings.STARTING_CREDITS = 2_500_000
+    org = organization_create(name="granted")
+    assert Organization.objects.get(pk=org.pk).credit_balance == 2_500_000
+    grant = CreditEntry.objects.get(organization=org)
+    assert (grant.kind, grant.amount, grant.idempotency_key) == (
+        "topup",
+        2_500_000,
+        f"org:{org.pk}:starting-credits",
+    )
+    # create_api_key's new organization as well (and one made on the pages: same service).
+    call_command("create_api_key", "new@example.com", "--org", "via-cli", stdout=io.StringIO())
+    assert Organization.objects.get(name="via-cli").credit_balance == 2_500_000
+    call_command("reconcile_ledger")
 
 
 def test_monthly_caps_of_organization_and_key(tenant, api):

@@ -40,7 +40,12 @@ class OrganizationForm(forms.Form):
 
 
 def _model_choices() -> list[tuple[str, str]]:
-    return [(model_id, model_id) for model_id in hooks.model_ids()]
+    unavailable = hooks.unavailable_models()
+    marked = "{} (not available on this server)"
+    return [
+        (model_id, marked.format(model_id) if model_id in unavailable else model_id)
+        for model_id in hooks.model_ids()
+    ]
 
 
 class _KeySettingsForm(forms.Form):
@@ -58,7 +63,11 @@ class _KeySettingsForm(forms.Form):
         min_value=0, max_value=MAX_INT, required=False, label="Concurrent generations"
     )
     monthly_spend_cap = forms.IntegerField(
-        min_value=0, max_value=MAX_BIGINT, required=False, label="Monthly spend cap (µcredits)"
+        min_value=0,
+        max_value=MAX_BIGINT,
+        required=False,
+        label="Monthly spend cap (µcredits)",
+        help_text="In micro-credits: 1 credit = 1,000,000.",
     )
 
     def limits(self) -> dict[str, int | None]:

@@ -19,6 +19,10 @@ def _no_model(name: str) -> str | None:
     return None
 
 
+def _none_unavailable() -> dict[str, str]:
+    return {}
+
+
 def _no_jobs() -> dict[str, int]:
     return {}
 
@@ -31,6 +35,8 @@ def _no_history(hours: int = 24) -> dict:
 class Hooks:
     # Catalog model ids, for the key form's allowlist.
     model_ids: Callable[[], list[str]] = field(default=_no_models)
+    # {model id: why not} for the models no worker can load now (marked in the key form).
+    unavailable_models: Callable[[], dict[str, str]] = field(default=_none_unavailable)
     # A model id or alias -> its catalog id (None if unknown).
     resolve_model: Callable[[str], str | None] = field(default=_no_model)
     # Jobs by state for the operator dashboard ({"queued": 3, "running": 1, ...}).

@@ -7,7 +7,7 @@ class GenerationsConfig(AppConfig):
 
     def ready(self):
         from accounts import hooks
-        from generations import catalog, selectors
+        from generations import availability, catalog, selectors
         from generations.worker import actors, embedded  # noqa: F401  (declares the actors)
         from imagehub import broker
 
@@ -18,6 +18,7 @@ class GenerationsConfig(AppConfig):
         hooks.register(
             model_ids=lambda: [spec.id for spec in catalog.all_models()],
             resolve_model=resolve_model,
+            unavailable_models=availability.unavailable_reasons,
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,
         )

@@ -233,3 +233,25 @@ class QueueSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.model} org {self.organization_id}"
+
+
+class ModelStatus(models.Model):
+    """Whether a worker can load a model: written by each worker when it starts, every
+    IMAGEHUB_MODEL_PROBE_SECONDS after, and whenever a load fails or first succeeds
+    (generations/availability.py). The API refuses a model that every worker reporting
+    lately said it cannot load, and /v1/models marks it."""
+
+    model = models.CharField(max_length=200)
+    worker = models.CharField(max_length=200)
+    available = models.BooleanField()
+    reason = models.TextField(blank=True)  # the sentence a tenant reads; "" when available
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "worker"], name="one_status_per_worker")
+        ]
+        indexes = [models.Index(fields=["model", "checked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.worker}: {'ok' if self.available else self.reason}"

@@ -27,6 +27,7 @@ from accounts.ledger import (
 from accounts.models import APIKey, Organization
 from accounts.usage import usage_record
 from generations import fairness, notify, pricing, webhooks
+from generations.availability import model_check_available
 from generations.catalog import models_on_queue, queue_of
 from generations.inputs import store_inputs
 from generations.models import GeneratedImage, Generation, new_generation_id
@@ -134,6 +135,7 @@ def generation_create(
             if made is not None:
                 logger.info("replayed %s for its Idempotency-Key", made)
                 return Generation.objects.get(pk=made)
+        model_check_available(request.spec)
         credits_authorize(
             organization=organization,
             api_key=api_key,

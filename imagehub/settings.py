@@ -247,6 +247,10 @@ GENERATION_MAX_ATTEMPTS = env_int("IMAGEHUB_JOB_MAX_ATTEMPTS", 3, minimum=1)
 RECOVERY_INTERVAL_SECONDS = env_float("IMAGEHUB_RECOVERY_INTERVAL_SECONDS", 5.0, minimum=0.1)
 GENERATION_REDISPATCH_SECONDS = env_float("IMAGEHUB_REDISPATCH_SECONDS", 60.0, minimum=1.0)
 GENERATION_QUEUE_TIMEOUT_SECONDS = env_int("IMAGEHUB_QUEUE_TIMEOUT_SECONDS", 3600, minimum=1)
+# Every worker checks, when it starts and then this often, that it can load each model of
+# its queues (files on disk, or the model hub reachable); the API refuses with a 503 and
+# /v1/models marks a model that no worker can load. 0 = check only when a load fails.
+MODEL_PROBE_SECONDS = env_int("IMAGEHUB_MODEL_PROBE_SECONDS", 300, minimum=0)
 # Fair share between organizations (generations/fairness.py): how far back the jobs an
 # organization started count as "served".
 FAIR_SHARE_WINDOW_SECONDS = env_int("IMAGEHUB_FAIR_SHARE_WINDOW_SECONDS", 300, minimum=1)
@@ -414,7 +418,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "filters": {"one_line": {"()": "imagehub.errors.OneLine"}},
+    "filters": {
+        "one_line": {"()": "imagehub.errors.OneLine"},
+        # transformers says so once per image-processor class that diffusers' pipelines
+        # import (CLIP, SigLIP, ...), in every process: torchvision is no dependency of
+        # ours, and the PIL processors it falls back to are what we want.
+        "torchvision_fallback": {
+            "()": "imagehub.logfilters.DropMessages",
+            "contains": ["requires torchvision (not installed); falling back to"],
+        },
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "console_one_line": {
@@ -435,6 +448,8 @@ LOGGING = {
         "generations": {"level": LOG_LEVEL},
         "accounts": {"level": LOG_LEVEL},
         "dramatiq": {"level": "WARNING"},
+        # No level, no handlers: transformers' own handler and level stay as they are.
+        "transformers.utils.import_utils": {"filters": ["torchvision_fallback"]},
     },
 }
 MAX_UPLOAD_BYTES = env_int("IMAGEHUB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)

@@ -60,3 +60,5 @@ LOGGING["loggers"]["imagehub"]["level"] = "INFO"
 # (a deadlock); the recovery tests call generations.recovery.recover() themselves, and the
 # chaos tests run real workers with their own settings.
 RECOVERY_INTERVAL_SECONDS = 3600.0
+# The model probe would write from a background thread too; tests call it themselves.
+MODEL_PROBE_SECONDS = 0

@@ -22,6 +22,15 @@ def demo_models(django_db_blocker):
     call_command("build_demo_models", verbosity=0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_model_reports():
+    """The in-process worker remembers what it reported (to write only changes); each
+    test starts with an empty database, so it must report afresh."""
+    from generations.worker.probe import reporter
+
+    reporter.forget()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_local_worker(django_db_setup):
     """Stop the embedded worker's threads (and their connections) before the test

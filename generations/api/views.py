@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,6 +22,7 @@ from generations.api import listing, presenters, streaming, waiting
 from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
 from generations.api.listing import GenerationListQuerySerializer
 from generations.api.serializers import GenerationRequestSerializer
+from generations.availability import unavailable_reasons
 from generations.catalog import all_models, get_model
 from generations.models import Generation, new_generation_id
 from generations.services import generation_cancel, generation_create
@@ -236,7 +238,8 @@ class ImageVariationViewSet(ImageGenerationViewSet):
 class ModelViewSet(viewsets.ViewSet):
     @extend_schema(responses={200: dict}, summary="List models", operation_id="list_models")
     def list(self, request):
-        return Response({"object": "list", "data": [m.as_openai() for m in all_models()]})
+        unavailable = unavailable_reasons()
+        return Response({"object": "list", "data": [_model(m, unavailable) for m in all_models()]})
 
     @extend_schema(responses={200: dict}, summary="Retrieve a model", operation_id="retrieve_model")
     def retrieve(self, request, pk=None):
@@ -245,7 +248,13 @@ class ModelViewSet(viewsets.ViewSet):
             raise errors.NotFound(
                 f"The model '{pk}' does not exist.", param="model", code="model_not_found"
             )
-        return Response(spec.as_openai())
+        return Response(_model(spec, unavailable_reasons()))
+
+
+def _model(spec, unavailable: dict[str, str]) -> dict:
+    """A model object, with whether the workers can load it here (imagehub's fields)."""
+    reason = unavailable.get(spec.id)
+    return {**spec.as_openai(), "available": reason is None, "unavailable_reason": reason}
 
 
 @extend_schema(exclude=True)
@@ -262,5 +271,15 @@ def serve_file(request, name: str):
     if not storage.exists(name):
         raise errors.NotFound("No such file.")
     response = FileResponse(storage.open(name, "rb"))
+    if getattr(request, "scope", None) is not None:
+        # Under ASGI the server iterates asynchronously: hand it an async iterator, or
+        # Django warns on every download and reads the whole file in one thread call.
+        response.streaming_content = _read_async(response.file_to_stream)
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+async def _read_async(filelike, chunk_size: int = 256 * 1024):
+    # Storage reads block (local disk, S3): each chunk is read in a worker thread.
+    while chunk := await sync_to_async(filelike.read, thread_sensitive=False)(chunk_size):
+        yield chunk

@@ -33,6 +33,10 @@ class ModelLoadError(Exception):
     """The model cannot be loaded here (missing files, no network, bad id, out of memory)."""
 
 
+class UnsupportedTask(ModelLoadError):
+    """The model loads, but cannot do this task (an edit with a model without img2img)."""
+
+
 @dataclass
 class _Entry:
     pipe: object

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import threading
 import time
 import warnings
@@ -16,10 +15,12 @@ from pathlib import Path
 from PIL import Image
 
 from generations.catalog import ModelSpec
+from generations.engine import sources
 from generations.engine.cache import (
     MB,
     ModelLoadError,
     PipelineCache,
+    UnsupportedTask,
     default_budget_bytes,
     pipeline_bytes,
 )
@@ -56,10 +57,6 @@ def _dtype_for(spec: ModelSpec, device: str):
             return torch.bfloat16
         return torch.float16
     return torch.float32
-
-
-def _is_local(source: str) -> bool:
-    return source.startswith(("/", "./", "../", "~")) or os.path.isdir(source)
 
 
 class Engine:
@@ -106,7 +103,7 @@ class Engine:
             try:
                 pipe = auto.from_pipe(base)
             except (ValueError, KeyError) as exc:
-                raise ModelLoadError(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
+                raise UnsupportedTask(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
@@ -127,20 +124,22 @@ class Engine:
         import torch
         from diffusers import DiffusionPipeline
 
+        found = sources.probe(spec)
+        if found.reason is not None:
+            raise ModelLoadError(sources.unavailable(spec.id, found.reason))
         source = spec.source
-        if _is_local(source):
-            path = Path(source).expanduser()
-            if not (path / "model_index.json").exists():
-                hint = " Run `manage.py build_demo_models`." if spec.demo else ""
-                raise ModelLoadError(f"Model '{spec.id}' has no files at {path}.{hint}")
-            source = str(path)
+        if sources.is_local(source):
+            source = str(Path(source).expanduser())
         started = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 # diffusers renames torch_dtype to dtype; the old name works on every version.
                 warnings.simplefilter("ignore", FutureWarning)
                 pipe = DiffusionPipeline.from_pretrained(
-                    source, torch_dtype=_dtype_for(spec, self.device)
+                    source,
+                    torch_dtype=_dtype_for(spec, self.device),
+                    # Cached files load without asking the hub (which may be unreachable).
+                    local_files_only=found.cached,
                 )
             if spec.scheduler:
                 import diffusers
@@ -152,15 +151,10 @@ class Engine:
                 pipe.enable_model_cpu_offload(device=self.device)
             else:
                 pipe = pipe.to(self.device)
-        except torch.OutOfMemoryError as exc:
-            raise ModelLoadError(
-                f"Model '{spec.id}' does not fit in {self.device} memory: {exc}"
-            ) from exc
-        except (OSError, ValueError, ImportError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(
-                f"Model '{spec.id}' could not be loaded from {source}: {reason}"
-            ) from exc
+        except (torch.OutOfMemoryError, OSError, ValueError, ImportError, RuntimeError) as exc:
+            logger.warning("loading model %s from %s failed: %r", spec.id, source, exc)
+            reason = sources.explain(spec, exc, device=self.device)
+            raise ModelLoadError(sources.unavailable(spec.id, reason)) from exc
         pipe.set_progress_bar_config(disable=True)
         name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
         # Kept after an eviction: counting tokens must never reload a model. A copy: a

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from generations.catalog import queues
 from generations.worker.liveness import heartbeat, recovery_loop
+from generations.worker.probe import model_probe
 from imagehub.broker import broker, is_in_process
 
 logger = logging.getLogger("generations.worker")
@@ -45,6 +46,7 @@ def ensure_started() -> None:
             worker.start()
             _local_worker = worker
             recovery_loop.start()
+            model_probe.start_for(queues())
             logger.info(
                 "started in-process worker (%d thread(s)) on queues %s",
                 settings.INPROCESS_WORKER_THREADS,
@@ -71,6 +73,7 @@ def stop() -> None:
     global _local_worker
     with _local_lock:
         recovery_loop.stop()
+        model_probe.stop()
         if _local_worker is not None:
             _local_worker.stop()
             _local_worker = None

@@ -16,9 +16,10 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from generations import previews, services
 from generations.catalog import get_model
 from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
+from generations.engine.cache import UnsupportedTask
 from generations.engine.encoding import EXTENSIONS, encode_image
 from generations.models import Generation
-from generations.worker import runtime
+from generations.worker import probe, runtime
 from generations.worker.inputs import load_inputs
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
@@ -63,6 +64,8 @@ def _run_claimed(generation_id: str) -> None:
         services.generation_mark_canceled(generation_id=generation.id)
         metrics.JOBS.labels(generation.model, "canceled", "canceled").inc()
     except ModelLoadError as exc:
+        if not isinstance(exc, UnsupportedTask):
+            probe.report_failed(generation.model, str(exc))
         _fail(generation, "model_unavailable", str(exc))
     except OutOfMemory as exc:
         _fail(generation, "out_of_memory", f"The device ran out of memory: {exc}")
@@ -78,6 +81,7 @@ def _run_claimed(generation_id: str) -> None:
         _fail(generation, "engine_error", f"The engine failed: {type(exc).__name__}: {exc}")
     else:
         logger.info("succeeded %s in %.3fs", generation.id, time.perf_counter() - started)
+        probe.report_loaded(generation.model)
         metrics.JOBS.labels(generation.model, "succeeded", "").inc()
         metrics.IMAGES.labels(generation.model).inc(generation.n)
 

@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from generations import catalog
-
 URL = "/v1/images/generations"
 
 
@@ -117,20 +115,6 @@ def test_unknown_model(api):
 def test_unknown_url_and_method(api):
     assert_error(api.get("/v1/nothing-here"), 404)
     assert_error(api.delete(URL), 405)
-
-
-@pytest.fixture
-def extra_model(settings, tmp_path):
-    """Adds one model to the catalog for the duration of a test."""
-
-    def add(**entry):
-        path = tmp_path / "catalog.json"
-        path.write_text(json.dumps([entry]))
-        settings.MODEL_CATALOG_FILE = str(path)
-        catalog.catalog.cache_clear()
-
-    yield add
-    catalog.catalog.cache_clear()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -63,6 +63,7 @@ class Command(BaseCommand):
             start_http_server(metrics_port)
             logger.info("metrics on :%d/metrics", metrics_port)
         from generations.worker.liveness import heartbeat, recovery_loop
+        from generations.worker.probe import model_probe
         from generations.worker.runtime import warm_up
 
         warm_up(settings.WARMUP_MODELS)
@@ -80,6 +81,7 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stopping.set())
         worker.start()
         recovery_loop.start()
+        model_probe.start_for(queues)
         logger.info(
             "worker up: queues=%s threads=%d device=%s broker=%s",
             ",".join(queues),
@@ -94,6 +96,7 @@ class Command(BaseCommand):
         logger.info("stopping: letting jobs in flight finish (up to %ds)", shutdown_timeout)
         worker.stop(timeout=shutdown_timeout * 1000)
         recovery_loop.stop()
+        model_probe.stop()
         heartbeat.stop()
         broker.close()
         logger.info("worker stopped")

@@ -347,7 +347,10 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if args.out:
-        args.out.write_text(report)
+        from tests.benchfile import merge_report
+
+        # Its own sections and the machine line; the other benchmarks' sections stay.
+        merge_report(args.out, report, replace_head=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import datetime as dt
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from accounts.money import credits_number, format_credits, format_micro_credits
+
 PALETTE = (
     "#4f46e5",
     "#0891b2",
@@ -40,6 +42,11 @@ def _short(value: float) -> str:
     return f"{value:g}"
 
 
+def _credits_tick(micro: float) -> str:
+    """An axis label in credits: "0.000625" below one credit, "2.5", "1.5k" above."""
+    return _short(micro / 1_000_000) if micro >= 1_000_000 else credits_number(micro)
+
+
 def stacked_bars(
     days: list[dt.date],
     series: dict[str, list[int]],
@@ -49,9 +56,11 @@ def stacked_bars(
     unit: str = "",
     time_format: str = "%b %d",
     empty: str = "No usage in this period.",
+    money: bool = False,
 ) -> SafeString:
     """One bar per day (or per any time step: `time_format` labels them), one colour per
-    series; values are divided by `scale`."""
+    series; values are divided by `scale`. With `money`, the values are micro-credits:
+    the axis is labelled in credits and each bar's tooltip gives its exact amount."""
     labels = sorted(series, key=lambda name: -sum(series[name]))
     colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(labels)}
     totals = [sum(series[name][i] for name in labels) / scale for i in range(len(days))]
@@ -70,9 +79,10 @@ def stacked_bars(
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e5e7eb"/>'
         )
+        tick = _credits_tick(value) if money else _short(value) + unit
         parts.append(
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#6b7280">{_short(value)}{escape(unit)}</text>'
+            f'fill="#6b7280">{escape(tick)}</text>'
         )
     label_every = max(1, len(days) // 10)
     for i, day in enumerate(days):
@@ -84,10 +94,15 @@ def stacked_bars(
                 continue
             h = plot_h * value / top
             y -= h
+            if money:
+                raw = series[name][i]
+                amount = f"{format_credits(raw)} ({format_micro_credits(raw)})"
+            else:
+                amount = f"{value:g}{unit}"
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{colours[name]}"><title>{escape(name)} {day:{time_format}}: '
-                f"{value:g}{escape(unit)}</title></rect>"
+                f"{escape(amount)}</title></rect>"
             )
         if i % label_every == 0:
             parts.append(

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, services
+from accounts import selectors, services, usage
 from accounts.forms import KeyCreateForm, KeyEditForm, KeyRotateForm
 from accounts.views import org_page
 
@@ -87,7 +87,13 @@ def key_detail(request, caller, pk: int):
     return render(
         request,
         "accounts/key_detail.html",
-        {"key": key, "form": form, "rotate_form": KeyRotateForm()},
+        {
+            "key": key,
+            "form": form,
+            "rotate_form": KeyRotateForm(),
+            "spent": usage.spent_this_month(organization=caller.organization, api_key=key),
+            "committed": usage.committed_this_month(organization=caller.organization, api_key=key),
+        },
         status=400 if form.errors else 200,
     )
 

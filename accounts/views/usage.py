@@ -59,11 +59,14 @@ def usage_page(request, caller):
             "totals": data["totals"],
             "charts": [
                 charts.stacked_bars(
-                    days, data["credits_by_model"], title="Spend per day by model (micro-credits)"
+                    days,
+                    data["credits_by_model"],
+                    title="Spend per day by model (credits)",
+                    money=True,
                 ),
                 charts.stacked_bars(days, data["images_by_model"], title="Images per day by model"),
                 charts.stacked_bars(
-                    days, data["credits_by_key"], title="Spend per day by key (micro-credits)"
+                    days, data["credits_by_key"], title="Spend per day by key (credits)", money=True
                 ),
                 charts.stacked_bars(days, data["images_by_key"], title="Images per day by key"),
             ],
@@ -90,7 +93,10 @@ def operator_dashboard(request):
             "charts": [
                 charts.stacked_bars(days, data["images_by_model"], title="Images per day by model"),
                 charts.stacked_bars(
-                    days, data["credits_by_model"], title="Spend per day by model (micro-credits)"
+                    days,
+                    data["credits_by_model"],
+                    title="Spend per day by model (credits)",
+                    money=True,
                 ),
                 *_queue_charts(),
             ],

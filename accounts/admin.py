@@ -14,6 +14,7 @@ from accounts.models import (
     User,
     WebhookDelivery,
 )
+from accounts.money import format_credits
 
 
 @admin.register(User)
@@ -49,9 +50,9 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "slug",
-        "credit_balance",
-        "credits_held",
-        "monthly_spend_cap",
+        "balance",
+        "held",
+        "spend_cap",
         "queue_priority",
         "queue_weight",
         "created_at",
@@ -61,6 +62,20 @@ class OrganizationAdmin(admin.ModelAdmin):
     readonly_fields = ("credit_balance", "credits_held", "low_balance_notified_month")
     inlines = [MembershipInline]
     actions = ["add_credits"]
+
+    # Exact credits in the list (accounts/money.py); the micro-credits in the edit form.
+    @admin.display(description="balance", ordering="credit_balance")
+    def balance(self, organization):
+        return format_credits(organization.credit_balance)
+
+    @admin.display(description="held", ordering="credits_held")
+    def held(self, organization):
+        return format_credits(organization.credits_held)
+
+    @admin.display(description="monthly spend cap", ordering="monthly_spend_cap")
+    def spend_cap(self, organization):
+        cap = organization.monthly_spend_cap
+        return "none" if cap is None else format_credits(cap)
 
     @admin.action(description="Add credits to the selected organizations")
     def add_credits(self, request, queryset):
@@ -74,7 +89,8 @@ class OrganizationAdmin(admin.ModelAdmin):
                 )
             self.message_user(
                 request,
-                f"Added {form.cleaned_data['amount']} micro-credits to {queryset.count()} "
+                f"Added {format_credits(form.cleaned_data['amount'])} "
+                f"({form.cleaned_data['amount']} micro-credits) to {queryset.count()} "
                 "organization(s).",
                 messages.SUCCESS,
             )

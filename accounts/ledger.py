@@ -32,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import APIKey, CreditEntry, Membership, MonthlySpend, Organization
+from accounts.money import format_credits
 from imagehub.errors import RateLimited
 
 logger = logging.getLogger("accounts.ledger")
@@ -153,9 +154,7 @@ def monthly_spend_add(
 
 def _credits(micro: int) -> str:
     """Exact: 1500000 -> "1.5 credits (1500000 micro-credits)"; never rounded."""
-    whole, fraction = divmod(abs(micro), 1_000_000)
-    digits = f"{whole:,}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
-    return f"{'-' if micro < 0 else ''}{digits} credits ({micro} micro-credits)"
+    return f"{format_credits(micro)} ({micro} micro-credits)"
 
 
 def _balance_too_low(organization: Organization, price: int) -> str:

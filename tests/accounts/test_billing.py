@@ -189,6 +189,9 @@ def test_admin_top_up_action(tenant, client):
     )
     assert done.status_code == 302
     assert balance(tenant)[0] == tenant.CREDITS + 777
+    listing = client.get(url).content.decode()
+    assert "Added 0.000777 credits (777 micro-credits) to 1 organization(s)." in listing
+    assert "1,000.000777 credits" in listing  # the balance, exactly
     assert CreditEntry.objects.filter(organization=tenant.org, memo="invoice 12").count() == 1
     call_command("reconcile_ledger")
 

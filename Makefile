@@ -50,7 +50,7 @@ demo-models: install
 # The embedded default: SQLite, in-process Dramatiq worker threads, local files.
 run: migrate demo-models
 	@echo "imagehub on http://$(HOST):$(PORT)  (docs: http://$(HOST):$(PORT)/docs/)"
-	@echo "create a key: $(PY) manage.py create_api_key you@example.com --credits 1000000"
+	@echo 'create a key: export IMAGEHUB_KEY=$$($(PY) manage.py create_api_key you@example.com --org "My team" --credits 1000000 | tail -n1)'
 	IMAGEHUB_WARMUP_MODELS=$${IMAGEHUB_WARMUP_MODELS-demo-sd} \
 	$(VENV)/bin/gunicorn imagehub.asgi --bind $(HOST):$(PORT) --workers 1 $(GUNICORN_OPTS) \
 	  --access-logfile - --access-logformat '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

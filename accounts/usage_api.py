@@ -8,7 +8,8 @@ import io
 
 from django.http import HttpResponse
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
@@ -50,6 +51,7 @@ class CreditsView(TenantView):
         return Response(usage.credits_summary(organization=caller.organization, api_key=key))
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class MomentField(serializers.Field):
     """A date (YYYY-MM-DD), an ISO 8601 time or a Unix timestamp; UTC unless it says."""
 

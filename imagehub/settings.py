@@ -395,6 +395,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookEventEnum": "accounts.webhooks.EVENTS",
         "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+        "APIKeyStatusEnum": ["active", "expired", "revoked"],
     },
     # Every error status in OpenAI's envelope, CSV and SSE media types (imagehub/openapi.py).
     "POSTPROCESSING_HOOKS": [

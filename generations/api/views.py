@@ -166,6 +166,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         parameters=[GenerationListQuerySerializer],
         responses={200: dict},
         summary="List your generations, newest first",
+        operation_id="list_generations",
         description="Filters by status, creation time and key; `next_cursor` goes in `after` "
         "for the next page. Items carry no image data: get one generation for its images.",
     )
@@ -187,7 +188,11 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             }
         )
 
-    @extend_schema(responses={200: dict}, summary="Get a generation's status and result")
+    @extend_schema(
+        responses={200: dict},
+        summary="Get a generation's status and result",
+        operation_id="retrieve_generation",
+    )
     def retrieve(self, request, pk=None):
         generation = self._own(request, pk)
         return Response(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -21,10 +23,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def page(monkeypatch):
-    """A Playwright page in headless chromium at a laptop's size; confirm() dialogs are
-    accepted. Skips when chromium or Playwright is missing (`make install` adds both)."""
+@contextlib.contextmanager
+def browser_page(monkeypatch, **context_options):
+    """A Playwright page in headless chromium with these browser-context options;
+    confirm() dialogs are accepted. Skips when chromium or Playwright is missing
+    (`make install` adds both)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM):
         pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
@@ -33,7 +36,7 @@ def page(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1366, "height": 860})
+        context = browser.new_context(**context_options)
         page = context.new_page()
         page.set_default_timeout(30_000)
         page.on("dialog", lambda dialog: dialog.accept())
@@ -42,6 +45,17 @@ def page(monkeypatch):
         finally:
             context.close()
             browser.close()
+            # The test's ORM calls made while Playwright's loop ran have connections of
+            # their own, which nothing else closes: left open, they kept the test
+            # database from being dropped at the end of the run (a PytestWarning).
+            connections.close_all()
+
+
+@pytest.fixture
+def page(monkeypatch):
+    """A browser page at a laptop's size."""
+    with browser_page(monkeypatch, viewport={"width": 1366, "height": 860}) as page:
+        yield page
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ created and its secret read on the phone. Screenshots go to the test output.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from accounts import members
@@ -15,7 +13,7 @@ from accounts.ledger import credits_adjust
 from accounts.models import Membership, User, WebhookDelivery
 from accounts.selectors import Caller
 from accounts.services import api_key_create, organization_create
-from tests.accounts.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.accounts.conftest import browser_page
 from tests.conftest import Tenant
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -40,25 +38,14 @@ WIDEST = """(width) => [...document.querySelectorAll('body *')]
 @pytest.fixture
 def phone(monkeypatch):
     """A Playwright page in headless chromium emulating a phone."""
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": WIDTH, "height": HEIGHT},
-            is_mobile=True,
-            has_touch=True,
-            device_scale_factor=3,
-        )
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        page.on("dialog", lambda dialog: dialog.accept())
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
+    with browser_page(
+        monkeypatch,
+        viewport={"width": WIDTH, "height": HEIGHT},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=3,
+    ) as page:
+        yield page
 
 
 @pytest.fixture

@@ -80,6 +80,13 @@ test-pythons:
 # What can be checked of the deployment files without a container engine: the compose
 # file (docker compose or docker-compose config) and the kustomize base (kubectl).
 check-deploy:
+	@# Debian's docker-compose parses compose.yaml without a container engine.
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1; } || \
+	  { apt-get update -qq >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1; } || \
+	  echo "warning: no docker compose; compose.yaml will not be checked"
 	scripts/check-deploy
 
 bench: migrate demo-models

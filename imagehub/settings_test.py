@@ -28,9 +28,16 @@ from imagehub.settings import DATABASES, LOGGING, STORAGES, database_config  # n
 # Fail fast instead of trying to reach a model hub this machine cannot reach.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-TEST_OUTPUT_DIR = Path(
-    os.environ.get("IMAGEHUB_TEST_OUTPUT", tempfile.mkdtemp(prefix="imagehub-test-"))
-)
+# Screenshots, logs and media of the run: IMAGEHUB_TEST_OUTPUT (.ci/run keeps them in
+# ./test-output), else a temporary folder that the processes the tests start share
+# (through the variable) and that the run deletes at its end (tests/conftest.py).
+if os.environ.get("IMAGEHUB_TEST_OUTPUT"):
+    TEST_OUTPUT_DIR = Path(os.environ["IMAGEHUB_TEST_OUTPUT"])
+    TEST_OUTPUT_IS_TEMPORARY = False
+else:
+    TEST_OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="imagehub-test-"))
+    os.environ["IMAGEHUB_TEST_OUTPUT"] = str(TEST_OUTPUT_DIR)
+    TEST_OUTPUT_IS_TEMPORARY = True
 
 
 def _postgres_reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from django.core.management import call_command
 from django.core.servers.basehttp import WSGIServer
@@ -20,6 +22,15 @@ WSGIServer.request_queue_size = 1024
 def demo_models(django_db_blocker):
     """The demo models, built once into the data dir (make test builds them first)."""
     call_command("build_demo_models", verbosity=0)
+
+
+def pytest_unconfigure(config):
+    """Leave nothing behind: the run's temporary output folder goes once the test
+    databases are dropped (a SQLite test database lives in it)."""
+    from django.conf import settings
+
+    if settings.configured and getattr(settings, "TEST_OUTPUT_IS_TEMPORARY", False):
+        shutil.rmtree(settings.TEST_OUTPUT_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

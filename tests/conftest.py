@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from django.core.management import call_command
@@ -22,6 +23,19 @@ WSGIServer.request_queue_size = 1024
 def demo_models(django_db_blocker):
     """The demo models, built once into the data dir (make test builds them first)."""
     call_command("build_demo_models", verbosity=0)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a test's fixtures go (the database flush among them), let the in-process
+    worker finish the jobs the test sent: a job claimed or settled while the flush
+    truncates the tables deadlocks with it. Bounded, so a stuck job cannot hang the run."""
+    from generations.worker import embedded
+
+    deadline = time.monotonic() + 30
+    while embedded.busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield
 
 
 def pytest_unconfigure(config):

@@ -80,6 +80,18 @@ def stop() -> None:
         heartbeat.stop()
 
 
+def busy() -> bool:
+    """Whether the in-process worker has messages it has not finished with (waiting,
+    prefetched or running; retries waiting out their delay do not count). False when no
+    worker consumes the in-process broker."""
+    if _local_worker is None or _paused:
+        return False
+    queues = getattr(broker, "queues", {})
+    return any(
+        queue.unfinished_tasks for name, queue in list(queues.items()) if not name.endswith(".DQ")
+    )
+
+
 @contextlib.contextmanager
 def paused():
     """No in-process worker inside the block: messages sent meanwhile stay on the

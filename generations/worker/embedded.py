@@ -84,11 +84,16 @@ def busy() -> bool:
     """Whether the in-process worker has messages it has not finished with (waiting,
     prefetched or running; retries waiting out their delay do not count). False when no
     worker consumes the in-process broker."""
-    if _local_worker is None or _paused:
+    worker = _local_worker
+    if worker is None or _paused:
         return False
-    queues = getattr(broker, "queues", {})
+    if worker.work_queue.unfinished_tasks:  # handed to its threads, not yet done
+        return True
+    queues = getattr(broker, "queues", {})  # waiting on the in-process broker
     return any(
-        queue.unfinished_tasks for name, queue in list(queues.items()) if not name.endswith(".DQ")
+        queues[name].qsize()
+        for name in list(worker.consumers)
+        if name in queues and not name.endswith(".DQ")
     )
 
 

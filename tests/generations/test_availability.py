@@ -4,6 +4,7 @@ form, refused up front with a 503 in our words, and nothing charged."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from django.utils import timezone
@@ -13,6 +14,7 @@ from generations import catalog
 from generations.availability import Reporter, unavailable_reasons
 from generations.engine import sources
 from generations.models import Generation, ModelStatus
+from generations.worker import embedded
 from generations.worker.probe import probe_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,6 +85,10 @@ def test_one_worker_that_can_load_it_is_enough_and_old_reports_expire(tenant, ap
     assert "demo-flux" not in unavailable_reasons()
     assert api.post(URL, {"prompt": "p", "model": "demo-flux"}, format="json").status_code == 200
 
+    # The in-process worker that ran it reports the model loaded once the job is done.
+    deadline = time.monotonic() + 30
+    while embedded.busy() and time.monotonic() < deadline:
+        time.sleep(0.05)
     ModelStatus.objects.exclude(worker="gpu-a:1").delete()  # gpu-b, and the one that ran it
     assert "demo-flux" in unavailable_reasons()
     ModelStatus.objects.update(checked_at=timezone.now() - dt.timedelta(days=1))

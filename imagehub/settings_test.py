@@ -29,13 +29,15 @@ from imagehub.settings import DATABASES, LOGGING, STORAGES, database_config  # n
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Screenshots, logs and media of the run: IMAGEHUB_TEST_OUTPUT (.ci/run keeps them in
-# ./test-output), else a temporary folder that the processes the tests start share
-# (through the variable) and that the run deletes at its end (tests/conftest.py).
+# ./test-output), else a temporary folder of this run that the processes the tests start
+# share (through the variable). Only named here: the test run creates it and deletes it
+# at its end (tests/conftest.py), so a script that merely imports these settings
+# (scripts/drop_test_database.py) leaves nothing behind.
 if os.environ.get("IMAGEHUB_TEST_OUTPUT"):
     TEST_OUTPUT_DIR = Path(os.environ["IMAGEHUB_TEST_OUTPUT"])
     TEST_OUTPUT_IS_TEMPORARY = False
 else:
-    TEST_OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="imagehub-test-"))
+    TEST_OUTPUT_DIR = Path(tempfile.gettempdir()) / f"imagehub-test-{CLONE_ID}-{os.getpid()}"
     os.environ["IMAGEHUB_TEST_OUTPUT"] = str(TEST_OUTPUT_DIR)
     TEST_OUTPUT_IS_TEMPORARY = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -36,6 +37,12 @@ def pytest_runtest_teardown(item, nextitem):
     while embedded.busy() and time.monotonic() < deadline:
         time.sleep(0.05)
     yield
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    Path(settings.TEST_OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def pytest_unconfigure(config):

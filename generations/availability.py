@@ -44,14 +44,9 @@ def unavailable_reasons() -> dict[str, str]:
 
 def model_check_available(spec: ModelSpec) -> None:
     """Refuse (503, nothing held) a model the workers cannot load."""
-    since = timezone.now() - status_ttl()
-    reports = list(
-        ModelStatus.objects.filter(model=spec.id, checked_at__gte=since)
-        .order_by("-checked_at")
-        .values_list("available", "reason")
-    )
-    if reports and not any(ok for ok, _reason in reports):
-        raise ModelUnavailable(reports[0][1], param="model")
+    reason = unavailable_reasons().get(spec.id)
+    if reason is not None:
+        raise ModelUnavailable(reason, param="model")
 
 
 class Reporter:

@@ -4,7 +4,17 @@
 1. layers: imagehub/ <- accounts/ <- generations/. A module may import from its own app
    and from the apps below it, never from one above (imagehub's url and settings
    modules name the apps as strings, which is not an import);
-2. no import cycles between modules (a cycle hidden in a function-level import counts).
+2. no import cycles between modules (a cycle hidden in a function-level import counts);
+3. the floor plan inside each app (README, "Layout"). Its rooms: `api/` (REST views,
+   serializers, urls), `views/` (pages), `worker/` and `engine/` (process folders),
+   `management/` (commands) and the root (domain modules: models, services, selectors
+   and the like; `apps.py`, the app's wiring, may reach any room):
+   - `engine/` is a library: it imports its own modules, the catalog, the types and
+     the base app (imagehub) only;
+   - `api/` and `worker/` never import each other, nor `api/` and `views/`;
+   - root modules import neither `api/`, `views/`, `worker/` nor `engine/`;
+   - nothing the HTTP layer (`api/`, `views/`, imagehub.urls) imports reaches
+     `engine/`, however many modules lie in between: the web process never loads it.
 
 Exit status 1 and one line per problem when a rule is broken.
 """
@@ -103,6 +113,67 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+APPS = ["accounts", "generations"]  # the apps with a floor plan
+ROOMS = {"api", "views", "worker", "engine", "management", "templatetags"}
+WIRING = {"apps"}  # AppConfig.ready: connects the rooms, may import any of them
+# What the engine may use of its own app besides itself.
+ENGINE_MAY_IMPORT = {"catalog", "types"}
+
+
+def room(module: str) -> str | None:
+    """The room of an app's module: 'api', 'views', ..., 'root' for a domain module,
+    'wiring' for apps.py; None outside the apps with a floor plan."""
+    parts = module.split(".")
+    if parts[0] not in APPS:
+        return None
+    if len(parts) == 1:
+        return "root"
+    if parts[1] in ROOMS:
+        return parts[1]
+    return "wiring" if parts[1] in WIRING else "root"
+
+
+def _floor_plan_rule(name: str, target: str) -> str | None:
+    """Why `name` may not import `target`, or None."""
+    here, there = room(name), room(target)
+    if here is None or there is None:
+        return None
+    same_app = name.split(".")[0] == target.split(".")[0]
+    if here == "engine" and there != "engine":
+        allowed = same_app and target.split(".")[1] in ENGINE_MAY_IMPORT
+        if not allowed:
+            return "engine/ imports only itself, the catalog, the types and imagehub"
+    pairs = {("api", "worker"), ("worker", "api"), ("api", "views"), ("views", "api")}
+    if (here, there) in pairs:
+        return f"{here}/ and {there}/ never import each other"
+    if here == "root" and there in {"api", "views", "worker", "engine"}:
+        return f"a domain module imports no {there}/"
+    return None
+
+
+def _http_reaches_engine(graph: dict[str, set[str]]) -> list[str]:
+    """One line for each engine module the HTTP layer reaches, with the path."""
+    starts = [n for n in graph if room(n) in {"api", "views"} or n == "imagehub.urls"]
+    came_from: dict[str, str | None] = {n: None for n in starts}
+    queue = list(starts)
+    while queue:
+        current = queue.pop(0)
+        for nxt in sorted(graph[current]):
+            if nxt not in came_from:
+                came_from[nxt] = current
+                queue.append(nxt)
+    lines = []
+    for module in sorted(came_from):
+        if room(module) == "engine":
+            path = [module]
+            while came_from[path[-1]] is not None:
+                path.append(came_from[path[-1]])
+            lines.append(
+                "web: " + " -> ".join(reversed(path)) + " (the HTTP layer loads the engine)"
+            )
+    return lines
+
+
 def problems() -> list[str]:
     known = modules()
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
@@ -111,6 +182,10 @@ def problems() -> list[str]:
         for target in sorted(targets):
             if layer(target) > layer(name):
                 lines.append(f"layer: {name} imports {target} (an app above it)")
+            why = _floor_plan_rule(name, target)
+            if why is not None:
+                lines.append(f"room: {name} imports {target} ({why})")
+    lines.extend(_http_reaches_engine(graph))
     for component in cycles(graph):
         lines.append("cycle: " + " <-> ".join(component))
     return lines
@@ -123,7 +198,7 @@ def main() -> int:
     if found:
         print(f"{len(found)} import rule(s) broken; see .ci/check_imports.py")
         return 1
-    print("imports: layers respected, no cycles")
+    print("imports: layers and floor plan respected, no cycles")
     return 0
 
 

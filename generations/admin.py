@@ -11,7 +11,7 @@ def _thumbnail(image: GeneratedImage, request, size: int = 96) -> str:
     return format_html(
         '<a href="{0}" target="_blank"><img src="{0}" alt="image {1}" '
         'style="width:{2}px;height:{2}px;object-fit:cover;border-radius:4px"></a>',
-        signed_url(image.file, request),
+        signed_url(image.file, request.build_absolute_uri("/")),
         image.index,
         size,
     )

@@ -8,7 +8,7 @@ class GenerationsConfig(AppConfig):
     def ready(self):
         from accounts import hooks
         from generations import availability, catalog, selectors
-        from generations.worker import actors, embedded  # noqa: F401  (declares the actors)
+        from generations.worker import actors  # noqa: F401  (declares the actors)
         from imagehub import broker
 
         def resolve_model(name: str) -> str | None:
@@ -22,5 +22,11 @@ class GenerationsConfig(AppConfig):
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,
         )
-        broker.before_send(embedded.ensure_started)
-        broker.at_server_start(embedded.start_with_server)
+        if broker.is_in_process():
+            # The embedded default: worker threads in this process, started with the
+            # first job or the web server. A production web process (broker URL set)
+            # never imports the worker's engine (tests/test_web_process.py).
+            from generations.worker import embedded
+
+            broker.before_send(embedded.ensure_started)
+            broker.at_server_start(embedded.start_with_server)

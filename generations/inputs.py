@@ -1,21 +1,22 @@
-"""Inputs of edits and variations, stored next to their generation by the web process
-in the transaction that creates it (generations/services.py); the worker reads them
-back (generations/worker/inputs.py)."""
+"""Inputs of edits and variations: the uploaded images (and the mask), stored next to
+their generation by the web process in the transaction that creates it
+(`generation_create` in generations/services.py), and read back by the worker that runs
+the job (generations/worker/jobs.py)."""
 
 from __future__ import annotations
 
 import io
 
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from generations.models import Generation, GenerationInput
 from generations.types import GenerationRequest
 
 
-def store_inputs(generation: Generation, request: GenerationRequest) -> None:
-    """The uploaded images (and the mask) of an edit or variation, next to the record, for
-    the worker to read back (generations/worker/inputs.py)."""
-    for index, upload in enumerate(request.images):
+def store_inputs(generation: Generation, order: GenerationRequest) -> None:
+    """Web side: the order's images and mask, next to the record."""
+    for index, upload in enumerate(order.images):
         _store_input(
             generation,
             role=GenerationInput.Role.IMAGE,
@@ -26,9 +27,9 @@ def store_inputs(generation: Generation, request: GenerationRequest) -> None:
             width=upload.width,
             height=upload.height,
         )
-    if request.mask is not None:
+    if order.mask is not None:
         buffer = io.BytesIO()
-        request.mask.save(buffer, format="PNG")
+        order.mask.save(buffer, format="PNG")
         _store_input(
             generation,
             role=GenerationInput.Role.MASK,
@@ -36,15 +37,13 @@ def store_inputs(generation: Generation, request: GenerationRequest) -> None:
             data=buffer.getvalue(),
             extension="png",
             content_type="image/png",
-            width=request.mask.width,
-            height=request.mask.height,
+            width=order.mask.width,
+            height=order.mask.height,
         )
 
 
 def _store_input(generation: Generation, *, role: str, index: int, data: bytes, extension: str,
                  content_type: str, width: int, height: int) -> GenerationInput:  # fmt: skip
-    day = generation.created_at.strftime("%Y/%m/%d")
-    name = f"{generation.organization_id}/{day}/inputs/{generation.id}-{role}{index}.{extension}"
     row = GenerationInput(
         generation=generation,
         role=role,
@@ -54,6 +53,21 @@ def _store_input(generation: Generation, *, role: str, index: int, data: bytes, 
         content_type=content_type,
         bytes=len(data),
     )
+    name = generation.file_name(f"inputs/{generation.id}-{role}{index}", extension)
     row.file.save(name, ContentFile(data), save=False)
     row.save()
     return row
+
+
+def load_inputs(generation: Generation) -> tuple[Image.Image | None, Image.Image | None]:
+    """Worker side: (the init image as RGB, the repaint mask as L: white = repaint)."""
+    image = mask = None
+    for row in generation.inputs.all():
+        with row.file.open("rb") as handle:
+            decoded = Image.open(io.BytesIO(handle.read()))
+            decoded.load()
+        if row.role == GenerationInput.Role.IMAGE and row.index == 0:
+            image = decoded.convert("RGB")
+        elif row.role == GenerationInput.Role.MASK:
+            mask = decoded.convert("L")
+    return image, mask

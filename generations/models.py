@@ -132,6 +132,12 @@ class Generation(models.Model):
     def total_tokens(self) -> int:
         return self.input_text_tokens + self.input_image_tokens + self.output_tokens
 
+    def file_name(self, stem: str, extension: str) -> str:
+        """Where a file of this generation is stored: ``<organization>/<yyyy/mm/dd>/<stem>.<ext>``
+        under the ``images`` storage (its outputs, and its inputs in ``inputs/``)."""
+        day = self.created_at.strftime("%Y/%m/%d")
+        return f"{self.organization_id}/{day}/{stem}.{extension}"
+
     def timings(self) -> dict[str, float | None]:
         def seconds(a, b):
             return round((b - a).total_seconds(), 4) if a and b else None

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.db import connection
 
-logger = logging.getLogger("imagehub.notify")
+logger = logging.getLogger(__name__)
 
 CHANNEL = "imagehub_generation_done"
 

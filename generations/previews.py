@@ -1,10 +1,11 @@
 """Partial images of a streaming request, between the worker and the web.
 
-The engine takes them (generations/engine/previews.py). Transport: the worker stores
-each preview through the ``images`` storage under a predictable name and publishes a
-notice with the id ``<generation id>:partial:<k>`` on the completion channel
-(generations/notify.py); the web process that streams the response wakes up, reads the
-file and relays it as a server-sent event.
+The engine decodes them from the latents (generations/engine/latents.py); the worker
+encodes each one and stores it here, through the ``images`` storage under a predictable
+name, and publishes a notice with the id ``<generation id>:partial:<k>`` on the
+completion channel (generations/notify.py); the web process that streams the response
+(generations/api/streaming.py) wakes up, reads the file and relays it as a server-sent
+event, then deletes it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import logging
 
 from django.core.files.base import ContentFile
 
-from generations import notify, webhooks
-from generations.engine.encoding import EXTENSIONS
+from generations import events, notify
+from generations.formats import EXTENSIONS
 from imagehub.storage import images as storage
 
-logger = logging.getLogger("generations.previews")
+logger = logging.getLogger(__name__)
 
 
 def partial_key(generation_id: str, k: int) -> str:
@@ -34,7 +35,7 @@ def save_preview(*, generation_id: str, k: int, data: bytes, output_format: str)
     name = preview_name(generation_id, k, output_format)
     if not storage.exists(name):
         storage.save(name, ContentFile(data))
-        webhooks.generation_partial(generation_id, k)
+        events.generation_partial(generation_id, k)
     notify.publish(partial_key(generation_id, k))
 
 

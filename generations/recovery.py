@@ -22,7 +22,7 @@ from generations import services
 from generations.models import Generation, QueueSample
 from imagehub import metrics
 
-logger = logging.getLogger("generations.recovery")
+logger = logging.getLogger(__name__)
 
 # Rows per kind per pass: a backlog is worked off over a few passes, in short transactions.
 BATCH = 200

@@ -26,7 +26,7 @@ from accounts.ledger import (
 )
 from accounts.models import APIKey, Organization
 from accounts.usage import usage_record
-from generations import fairness, notify, pricing, webhooks
+from generations import events, fairness, notify, pricing
 from generations.availability import model_check_available
 from generations.catalog import models_on_queue, queue_of
 from generations.inputs import store_inputs
@@ -36,7 +36,7 @@ from imagehub import broker, metrics
 from imagehub.db import CONNECTION_ERRORS, reconnect, retry_once
 from imagehub.errors import PermissionError_
 
-logger = logging.getLogger("generations.jobs")
+logger = logging.getLogger(__name__)
 
 # The actor that runs a generation (generations/worker/actors.py), by name: sending needs
 # no worker code.
@@ -100,34 +100,34 @@ def _retry_create_once(create):
 @_retry_create_once
 def generation_create(
     *,
-    request: GenerationRequest,
+    order: GenerationRequest,
     organization: Organization,
     api_key: APIKey | None = None,
     user=None,
     generation_id: str | None = None,
     idempotency: Idempotency | None = None,
 ) -> Generation:
-    """Price the request, authorize and hold the exact price, record a queued generation
+    """Price the order, authorize and hold the exact price, record a queued generation
     (with its input images), and enqueue it once all of that is committed. Raises 429
     errors when limits or money do not allow it, 403 when the key may not use the model.
 
     With an `idempotency` key that made a generation before, returns that one and
     charges nothing (its id differs from `generation_id`)."""
-    if api_key is not None and not api_key.allows_model(request.spec.id):
+    if api_key is not None and not api_key.allows_model(order.spec.id):
         raise PermissionError_(
-            f"This API key may not use the model '{request.spec.id}'.",
+            f"This API key may not use the model '{order.spec.id}'.",
             param="model",
             code="model_not_allowed",
         )
     unit_price, price = pricing.request_price(
-        request.spec,
-        width=request.width,
-        height=request.height,
-        steps=request.priced_steps,
-        n=request.n,
-        input_pixels=sum(image.width * image.height for image in request.images),
+        order.spec,
+        width=order.width,
+        height=order.height,
+        steps=order.priced_steps,
+        n=order.n,
+        input_pixels=sum(image.width * image.height for image in order.images),
     )
-    seed = secrets.randbelow(SEED_LIMIT) if request.seed is None else request.seed
+    seed = secrets.randbelow(SEED_LIMIT) if order.seed is None else order.seed
     with transaction.atomic():
         organization = lock_organization(organization.pk)
         if idempotency is not None:
@@ -135,7 +135,7 @@ def generation_create(
             if made is not None:
                 logger.info("replayed %s for its Idempotency-Key", made)
                 return Generation.objects.get(pk=made)
-        model_check_available(request.spec)
+        model_check_available(order.spec)
         credits_authorize(
             organization=organization,
             api_key=api_key,
@@ -147,23 +147,23 @@ def generation_create(
             organization=organization,
             api_key=api_key,
             user=user,
-            end_user=request.end_user,
-            kind=request.kind,
-            model=request.spec.id,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            n=request.n,
-            width=request.width,
-            height=request.height,
-            steps=request.steps,
-            guidance_scale=request.guidance_scale,
+            end_user=order.end_user,
+            kind=order.kind,
+            model=order.spec.id,
+            prompt=order.prompt,
+            negative_prompt=order.negative_prompt,
+            n=order.n,
+            width=order.width,
+            height=order.height,
+            steps=order.steps,
+            guidance_scale=order.guidance_scale,
             seed=seed,
-            quality=request.quality,
-            response_format=request.response_format,
-            output_format=request.output_format,
-            output_compression=request.output_compression,
-            input_image_tokens=request.input_image_tokens,
-            params=request.params(seed=seed),
+            quality=order.quality,
+            response_format=order.response_format,
+            output_format=order.output_format,
+            output_compression=order.output_compression,
+            input_image_tokens=order.input_image_tokens,
+            params=order.params(seed=seed),
             price=price,
             unit_price=unit_price,
             # Sent on commit; sent again from the outbox if still queued by then.
@@ -178,7 +178,7 @@ def generation_create(
             price=price,
             month=month_of(generation.created_at),
         )
-        store_inputs(generation, request)
+        store_inputs(generation, order)
         if idempotency is not None:
             idempotency_record(
                 organization=organization, idempotency=idempotency, reference=generation.id
@@ -186,7 +186,7 @@ def generation_create(
         transaction.on_commit(
             lambda: generation_dispatch(generation_id=generation.id, model=generation.model)
         )
-        webhooks.generation_event(generation, "queued")  # commits with the job
+        events.generation_event(generation, "queued")  # commits with the job
     logger.info(
         "queued %s org=%s model=%s n=%d size=%s steps=%d price=%d",
         generation.id,
@@ -289,7 +289,7 @@ def _claim(rows, worker: str) -> bool:
             attempts=F("attempts") + 1,
         )
         if claimed:  # the `started` event commits with the claim
-            webhooks.generations_started(worker=worker, started_at=now)
+            events.generations_started(worker=worker, started_at=now)
     return bool(claimed)
 
 
@@ -317,8 +317,7 @@ def generation_save_image(
     existing = GeneratedImage.objects.filter(generation=generation, index=index).first()
     if existing:
         return existing
-    day = generation.created_at.strftime("%Y/%m/%d")
-    name = f"{generation.organization_id}/{day}/{generation.id}-{index}.{extension}"
+    name = generation.file_name(f"{generation.id}-{index}", extension)
     image = GeneratedImage(
         generation=generation,
         index=index,
@@ -359,7 +358,7 @@ def _finish(
         done = rows.update(status=status, finished_at=timezone.now(), **fields)
         if done:
             _settle(Generation.objects.get(pk=generation_id))
-            webhooks.generation_finished(generation_id)  # commits with the change
+            events.generation_finished(generation_id)  # commits with the change
         transaction.on_commit(lambda: notify.publish(generation_id))
     return bool(done)
 

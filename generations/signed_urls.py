@@ -20,7 +20,9 @@ def _signature(name: str, expires: int) -> str:
     return salted_hmac(_SALT, f"{name}\n{expires}", algorithm="sha256").hexdigest()
 
 
-def signed_url(file, request=None) -> str:
+def signed_url(file, base_url: str | None = None) -> str:
+    """An expiring link to a stored file: absolute with PUBLIC_BASE_URL or `base_url`
+    (scheme and host, e.g. the request's), else a path."""
     storage = file.storage
     if not isinstance(storage, FileSystemStorage):
         return storage.url(file.name)  # S3: presigned, expiring after SIGNED_URL_TTL_SECONDS
@@ -28,9 +30,8 @@ def signed_url(file, request=None) -> str:
     path = f"/v1/files/{file.name}?" + urlencode(
         {"expires": expires, "signature": _signature(file.name, expires)}
     )
-    if settings.PUBLIC_BASE_URL:
-        return settings.PUBLIC_BASE_URL + path
-    return request.build_absolute_uri(path) if request is not None else path
+    base = settings.PUBLIC_BASE_URL or base_url
+    return base.rstrip("/") + path if base else path
 
 
 def verify(name: str, expires: str, signature: str) -> bool:

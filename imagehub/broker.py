@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from dramatiq.brokers.stub import StubBroker
 
-logger = logging.getLogger("imagehub.broker")
+logger = logging.getLogger(__name__)
 
 
 class DjangoConnections(dramatiq.Middleware):

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-logger = logging.getLogger("imagehub.db")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from imagehub.db import is_connection_error
 
-logger = logging.getLogger("imagehub.errors")
+logger = logging.getLogger(__name__)
 
 
 class APIError(Exception):

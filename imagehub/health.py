@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse
 
-logger = logging.getLogger("imagehub.health")
+logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 2.0
 _redis_clients: dict[str, object] = {}

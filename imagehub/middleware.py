@@ -12,7 +12,7 @@ from django.conf import settings
 from imagehub import errors
 from imagehub.errors import is_api_path
 
-logger = logging.getLogger("imagehub.requests")
+logger = logging.getLogger(__name__)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

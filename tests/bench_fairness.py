@@ -100,9 +100,9 @@ def _measure(backlog: int) -> dict:
     with embedded.paused():  # queue everything while no worker runs
         org, key = tenants["a"]
         for _ in tqdm(range(backlog), desc="tenant A's backlog", unit="job"):
-            services.generation_create(request=request, organization=org, api_key=key)
+            services.generation_create(order=request, organization=org, api_key=key)
         org, key = tenants["b"]
-        lone = services.generation_create(request=request, organization=org, api_key=key)
+        lone = services.generation_create(order=request, organization=org, api_key=key)
     history = batcher().history
     calls_before = len(history)
     started = time.monotonic()

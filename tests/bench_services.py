@@ -54,7 +54,7 @@ def _measure(runs: int) -> None:
     from generations import services
     from generations.catalog import get_model
     from generations.engine import RunRequest
-    from generations.engine.encoding import encode_image
+    from generations.formats import encode_image
     from generations.models import Generation
     from generations.types import GenerationRequest
     from generations.worker import embedded
@@ -105,7 +105,7 @@ def _measure(runs: int) -> None:
     for _ in range(runs):
         with timed("create + hold"):
             generation = services.generation_create(
-                request=request, organization=org, api_key=key, user=user
+                order=request, organization=org, api_key=key, user=user
             )
         with timed("claim"):
             services.generation_claim(generation_id=generation.id, worker="profile")

@@ -111,7 +111,7 @@ def make_generation(tenant, stub_broker):
         )
         fields.update(overrides)
         return generation_create(
-            request=GenerationRequest(**fields),
+            order=GenerationRequest(**fields),
             organization=tenant.org,
             api_key=tenant.key,
             user=tenant.user,

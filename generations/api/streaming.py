@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 
-from generations import notify, previews
-from generations.api import presenters, waiting
+from generations import notify, presenters, previews
+from generations.api import waiting
 from generations.models import Generation
 
 

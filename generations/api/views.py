@@ -1,15 +1,13 @@
 """The Images API (generations, edits, variations) and the model list. Thin: validate,
-build one `GenerationRequest`, call one service, render."""
+build one `GenerationRequest` (the order), call one service, and hand the generation to
+generations/api/replies.py, which answers the way the client asked."""
 
 from __future__ import annotations
 
-import re
-
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -17,8 +15,8 @@ from rest_framework.response import Response
 from accounts import ratelimit
 from accounts.authentication import HasAPIKey, HasGenerateScope
 from accounts.idempotency import from_request as idempotency_from
-from generations import notify, selectors
-from generations.api import listing, presenters, streaming, waiting
+from generations import notify, presenters, selectors
+from generations.api import listing, replies
 from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
 from generations.api.listing import GenerationListQuerySerializer
 from generations.api.serializers import GenerationRequestSerializer
@@ -32,7 +30,6 @@ from imagehub import errors
 from imagehub.parsers import JSONParser
 from imagehub.storage import images
 
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
 PREFER = OpenApiParameter(
     "Prefer",
     str,
@@ -46,16 +43,6 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     description="Retry safely: the same key with the same request within 24 h returns the "
     "same generation and charges once; with a different request it is a 422.",
 )
-
-
-def _prefer(request) -> tuple[bool, float]:
-    """RFC 7240 Prefer: `respond-async` returns at once; `wait=N` bounds a sync wait."""
-    header = request.headers.get("Prefer", "").lower()
-    wait = settings.SYNC_WAIT_SECONDS
-    match = _PREFER_WAIT.search(header)
-    if match:
-        wait = min(wait, max(1.0, float(match.group(1))))
-    return "respond-async" in header, wait
 
 
 class ImageGenerationViewSet(viewsets.ViewSet):
@@ -88,7 +75,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         # Subscribe before the job exists, so its completion notice cannot be missed.
         with notify.subscription(generation_id) as done:
             generation = generation_create(
-                request=order,
+                order=order,
                 organization=key.organization,
                 api_key=key,
                 user=key.created_by,
@@ -96,60 +83,11 @@ class ImageGenerationViewSet(viewsets.ViewSet):
                 idempotency=idempotency,
             )
             if generation.id == generation_id:
-                return self._respond(request, generation, done)
+                return replies.created(request, generation, done)
         # The same Idempotency-Key made this generation before: answer with it (waiting
         # for it if it is still on its way), charge nothing.
         with notify.subscription(generation.id) as done:
-            return self._respond(request, generation, done, replayed=True)
-
-    def _respond(self, request, generation: Generation, done, *, replayed: bool = False):
-        headers = {"x-generation-id": generation.id}
-        if replayed:
-            headers["Idempotent-Replayed"] = "true"
-        respond_async, wait_seconds = _prefer(request)
-        if generation.params.get("stream"):
-            response = streaming.response(generation, asynchronous=waiting.deferrable(request))
-        elif respond_async:
-            response = Response(
-                presenters.generation_payload(generation, request),
-                status=status.HTTP_202_ACCEPTED,
-            )
-            response["Preference-Applied"] = "respond-async"
-            response["Location"] = f"/v1/images/generations/{generation.id}"
-        elif waiting.deferrable(request):
-            # Under ASGI the wait runs on the event loop and this thread is given back.
-            return waiting.defer(
-                request,
-                generation,
-                wait_seconds,
-                lambda latest: self._finished(latest, request, wait_seconds, headers),
-            )
-        else:
-            generation = waiting.wait(generation, done, wait_seconds)
-            return self._finished(generation, request, wait_seconds, headers)
-        for name, value in headers.items():
-            response[name] = value
-        return response
-
-    def _finished(self, generation: Generation, request, waited: float, headers) -> Response:
-        if generation.status == Generation.Status.SUCCEEDED:
-            headers["x-credits-charged"] = str(generation.charged)
-            return Response(presenters.generation_payload(generation, request), headers=headers)
-        if not generation.is_finished:
-            raise errors.GatewayTimeout(
-                waiting.still_running_message(generation, waited),
-                code="generation_timeout",
-                headers=headers,
-                extra={"generation_id": generation.id},
-            )
-        err = errors.APIError(
-            generation.error_message or f"Generation {generation.status}.",
-            code=generation.error_code or generation.status,
-            headers=headers,
-            extra={"generation_id": generation.id},
-        )
-        err.status = presenters.FAILURE_STATUS.get(generation.error_code, 500)
-        raise err
+            return replies.created(request, generation, done, replayed=True)
 
     def _own(self, request, pk) -> Generation:
         generation = selectors.generation_get_owned(
@@ -180,9 +118,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         return Response(
             {
                 "object": "list",
-                "data": [
-                    presenters.generation_payload(item, request, images=False) for item in items
-                ],
+                "data": [presenters.generation_payload(item, images=False) for item in items],
                 "has_more": has_more,
                 "next_cursor": listing.cursor_of(items[-1]) if has_more else None,
             }
@@ -196,7 +132,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     def retrieve(self, request, pk=None):
         generation = self._own(request, pk)
         return Response(
-            presenters.generation_payload(generation, request),
+            presenters.generation_payload(generation, base_url=replies.base_url(request)),
             headers={"x-generation-id": generation.id},
         )
 
@@ -205,7 +141,7 @@ class ImageGenerationViewSet(viewsets.ViewSet):
         """A queued generation is canceled at once and its hold released; a running one
         stops at its next step (poll until `status` is `canceled`)."""
         generation = generation_cancel(generation=self._own(request, pk))
-        payload = presenters.generation_payload(generation, request)
+        payload = presenters.generation_payload(generation, base_url=replies.base_url(request))
         payload["cancel_requested"] = generation.cancel_requested_at is not None or (
             generation.status == Generation.Status.CANCELED
         )

@@ -22,7 +22,7 @@ from generations.models import Generation
 from imagehub import errors
 from imagehub.asgi_app import CAN_DEFER, DEFERRED
 
-logger = logging.getLogger("imagehub.waiting")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from generations.engine.pipelines import Engine
 from generations.engine.types import Canceled, OutOfMemory, RunRequest, RunResult
 
-logger = logging.getLogger("generations.engine")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)

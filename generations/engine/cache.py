@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from generations.catalog import ModelSpec
 from imagehub import metrics
 
-logger = logging.getLogger("generations.engine")
+logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 

@@ -29,7 +29,7 @@ from imagehub import metrics
 
 __all__ = ["Engine", "resolve_device"]
 
-logger = logging.getLogger("generations.engine")
+logger = logging.getLogger(__name__)
 
 SEED_MODULUS = 2**63
 _LANCZOS = Image.Resampling.LANCZOS
@@ -189,7 +189,7 @@ class Engine:
     def run(self, request: RunRequest) -> RunResult:
         """One job's images (see RunRequest); inpainting gives back the pixels it keeps
         unchanged."""
-        from generations.engine import previews
+        from generations.engine import latents
 
         spec, mask, init_image = request.spec, request.mask, request.init_image
         width, height = request.width, request.height
@@ -209,7 +209,7 @@ class Engine:
             callbacks = []
             if request.partial_images and request.on_partial is not None:
                 callbacks.append(
-                    previews.step_callback(
+                    latents.step_callback(
                         spec, width, height, request.partial_images, request.on_partial
                     )
                 )

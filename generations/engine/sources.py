@@ -16,7 +16,7 @@ from pathlib import Path
 
 from generations.catalog import ModelSpec
 
-logger = logging.getLogger("generations.engine")
+logger = logging.getLogger(__name__)
 
 HUB_TIMEOUT_SECONDS = 5.0
 

@@ -17,11 +17,10 @@ import dramatiq
 from django.conf import settings
 
 from generations.catalog import queues
-from generations.worker.liveness import heartbeat, recovery_loop
-from generations.worker.probe import model_probe
+from generations.worker.process import worker_start, worker_stop
 from imagehub.broker import broker, is_in_process
 
-logger = logging.getLogger("generations.worker")
+logger = logging.getLogger(__name__)
 
 _local_worker: dramatiq.Worker | None = None
 _local_lock = threading.Lock()
@@ -35,18 +34,9 @@ def ensure_started() -> None:
         return
     with _local_lock:
         if _local_worker is None and not _paused:
-            for queue in queues():
-                broker.declare_queue(queue)
-            worker = dramatiq.Worker(
-                broker,
-                queues=set(queues()),
-                worker_threads=settings.INPROCESS_WORKER_THREADS,
-                worker_timeout=100,
+            _local_worker = worker_start(
+                queues=queues(), threads=settings.INPROCESS_WORKER_THREADS, poll_ms=100
             )
-            worker.start()
-            _local_worker = worker
-            recovery_loop.start()
-            model_probe.start_for(queues())
             logger.info(
                 "started in-process worker (%d thread(s)) on queues %s",
                 settings.INPROCESS_WORKER_THREADS,
@@ -72,12 +62,8 @@ def start_with_server() -> None:
 def stop() -> None:
     global _local_worker
     with _local_lock:
-        recovery_loop.stop()
-        model_probe.stop()
-        if _local_worker is not None:
-            _local_worker.stop()
-            _local_worker = None
-        heartbeat.stop()
+        worker_stop(_local_worker)
+        _local_worker = None
 
 
 def busy() -> bool:

@@ -17,15 +17,15 @@ from generations import previews, services
 from generations.catalog import get_model
 from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
 from generations.engine.cache import UnsupportedTask
-from generations.engine.encoding import EXTENSIONS, encode_image
+from generations.formats import EXTENSIONS, encode_image
+from generations.inputs import load_inputs
 from generations.models import Generation
 from generations.worker import probe, runtime
-from generations.worker.inputs import load_inputs
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
 from imagehub.db import is_connection_error, retry_once
 
-logger = logging.getLogger("generations.jobs")
+logger = logging.getLogger(__name__)
 
 
 def run_generation(*, generation_id: str) -> None:

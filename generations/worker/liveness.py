@@ -26,7 +26,7 @@ from django.conf import settings
 from generations import recovery, services
 from imagehub.db import reconnect
 
-logger = logging.getLogger("generations.worker")
+logger = logging.getLogger(__name__)
 
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 

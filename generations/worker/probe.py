@@ -19,7 +19,7 @@ from generations.engine import sources
 from generations.worker.liveness import WORKER_NAME, _Loop
 from imagehub.db import reconnect
 
-logger = logging.getLogger("generations.worker")
+logger = logging.getLogger(__name__)
 
 reporter = Reporter()
 

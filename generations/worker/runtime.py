@@ -16,7 +16,7 @@ from generations.engine import ModelLoadError, RunRequest, RunResult
 from generations.engine.batcher import batcher_for, run_batched
 from generations.engine.pipelines import Engine
 
-logger = logging.getLogger("generations.worker")
+logger = logging.getLogger(__name__)
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()

@@ -32,7 +32,7 @@ def submit(tenant, count: int = 1) -> list[Generation]:
         output_format="png",
     )
     return [
-        services.generation_create(request=request, organization=tenant.org, api_key=tenant.key)
+        services.generation_create(order=request, organization=tenant.org, api_key=tenant.key)
         for _ in range(count)
     ]
 

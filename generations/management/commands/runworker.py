@@ -14,11 +14,10 @@ import logging
 import signal
 import threading
 
-import dramatiq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-logger = logging.getLogger("generations.worker")
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -55,33 +54,19 @@ class Command(BaseCommand):
         if device:
             settings.DEVICE = device
         broker.emit_after("process_boot")
-        for queue in queues:  # a model group's queue has no actor declared on it
-            broker.declare_queue(queue)
         if metrics_port:
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port)
             logger.info("metrics on :%d/metrics", metrics_port)
-        from generations.worker.liveness import heartbeat, recovery_loop
-        from generations.worker.probe import model_probe
+        from generations.worker.process import worker_start, worker_stop
         from generations.worker.runtime import warm_up
 
         warm_up(settings.WARMUP_MODELS)
-        worker = dramatiq.Worker(
-            broker,
-            queues=set(queues),
-            worker_threads=threads,
-            # How long an idle consumer may sleep between polls. Dramatiq's Redis consumer
-            # polls with exponential backoff up to this bound (1 s by default), which would
-            # add up to a second of queue latency to a request arriving at an idle worker.
-            worker_timeout=settings.WORKER_POLL_MS,
-        )
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
-        worker.start()
-        recovery_loop.start()
-        model_probe.start_for(queues)
+        worker = worker_start(queues=queues, threads=threads, poll_ms=settings.WORKER_POLL_MS)
         logger.info(
             "worker up: queues=%s threads=%d device=%s broker=%s",
             ",".join(queues),
@@ -94,9 +79,6 @@ class Command(BaseCommand):
         while not stopping.wait(timeout=0.5):
             pass
         logger.info("stopping: letting jobs in flight finish (up to %ds)", shutdown_timeout)
-        worker.stop(timeout=shutdown_timeout * 1000)
-        recovery_loop.stop()
-        model_probe.stop()
-        heartbeat.stop()
+        worker_stop(worker, timeout_seconds=shutdown_timeout)
         broker.close()
         logger.info("worker stopped")

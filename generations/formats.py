@@ -1,4 +1,6 @@
-"""Image files from PIL images: the formats of the Images API."""
+"""Image files from PIL images: the output formats of the Images API (`output_format`,
+`output_compression`). The worker encodes its images with them; the web process names
+stored previews by their extensions without importing the engine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Partial images of a streaming request, taken while the steps run.
+"""Partial images of a streaming request, decoded from the latents while the steps run.
 
 At evenly spaced denoising steps (``callback_on_step_end``), the batch's first image is
 decoded from the *current* latents with the model's own VAE (FLUX latents are unpacked
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-logger = logging.getLogger("generations.engine")
+logger = logging.getLogger(__name__)
 
 
 def preview_steps(total: int, count: int) -> set[int]:

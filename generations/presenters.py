@@ -1,4 +1,10 @@
-"""How generations look on the wire: OpenAI's ImagesResponse plus imagehub's fields."""
+"""How a generation looks on the wire: OpenAI's ImagesResponse plus imagehub's fields.
+
+One shape for every reader: the Images API (generations/api/) and the webhook events
+(generations/events.py) both send what `generation_payload` gives. Links to stored images
+are absolute when the caller knows its base URL (the API: the request's; settings'
+PUBLIC_BASE_URL wins everywhere), else paths.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,6 @@ from generations.models import Generation
 from generations.selectors import estimated_start_seconds
 from generations.signed_urls import signed_url
 from imagehub.db import retry_once
-
-# How a failed generation maps to an HTTP status when a client waited for it.
-FAILURE_STATUS = {
-    "model_unavailable": 503,
-    "out_of_memory": 503,
-    "timeout": 504,
-    "canceled": 409,
-}
 
 
 def usage(generation: Generation) -> dict:
@@ -34,12 +32,12 @@ def usage(generation: Generation) -> dict:
     }
 
 
-def image_items(generation: Generation, request) -> list[dict]:
+def image_items(generation: Generation, base_url: str | None = None) -> list[dict]:
     items = []
     for image in generation.images.all():
         item: dict = {}
         if generation.response_format == "url":
-            item["url"] = signed_url(image.file, request)
+            item["url"] = signed_url(image.file, base_url)
         else:
             with image.file.open("rb") as handle:
                 item["b64_json"] = base64.b64encode(handle.read()).decode("ascii")
@@ -55,7 +53,9 @@ def _unix(moment) -> int | None:
 
 
 @retry_once  # reads only; after a create it runs once the job is committed and charged
-def generation_payload(generation: Generation, request, *, images: bool = True) -> dict:
+def generation_payload(
+    generation: Generation, *, base_url: str | None = None, images: bool = True
+) -> dict:
     """The generation object: status always, ImagesResponse fields once it succeeded."""
     payload = {
         "id": generation.id,
@@ -86,7 +86,7 @@ def generation_payload(generation: Generation, request, *, images: bool = True) 
         payload["estimated_start"] = None if wait is None else int(time.time() + wait)
     if generation.status == Generation.Status.SUCCEEDED:
         if images:
-            payload["data"] = image_items(generation, request)
+            payload["data"] = image_items(generation, base_url)
         payload["usage"] = usage(generation)
     elif generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
         payload["error"] = {

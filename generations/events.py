@@ -1,9 +1,11 @@
 """A generation's webhook events: which state change is which event, and its body.
 
 The body is ``{"type": "image.generation.<event>", "timestamp": …, "data": <the
-generation object GET /v1/images/generations/{id} returns>}``; the delivery itself
-(outbox row, signing, sending, retries) is accounts/webhook_delivery.py's. Every call here runs
-inside the transaction of the state change it reports, so the two commit together.
+generation object GET /v1/images/generations/{id} returns>}`` (generations/presenters.py).
+Where it goes and how it is delivered (outbox row, signing, sending, retries) is the
+webhooks package's business (accounts/webhooks/). `queued`, `started` and the final event
+are recorded inside the transaction of the state change they report, so the two commit
+together; `partial` has no state change to commit with and is recorded on its own.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import logging
 from django.utils import timezone
 
 from accounts import webhook_delivery, webhooks
-from generations.api.presenters import generation_payload
 from generations.models import Generation
+from generations.presenters import generation_payload
 
-logger = logging.getLogger("generations.webhooks")
+logger = logging.getLogger(__name__)
 
 # Final statuses and the events that report them.
 FINISHED = {
@@ -48,7 +50,7 @@ def generation_event(generation: Generation | str, event: str, **extra) -> None:
         payload={
             "type": f"image.generation.{event}",
             "timestamp": now.isoformat().replace("+00:00", "Z"),
-            "data": generation_payload(generation, None),
+            "data": generation_payload(generation),
             **extra,
         },
         now=now,

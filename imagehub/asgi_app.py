@@ -42,15 +42,22 @@ class _BodyError(Exception):
         self.err = err
 
 
+def body_limit(content_type: str, path: str) -> int:
+    """The most bytes a request body may carry: uploads (multipart, and image edits,
+    which may also arrive as JSON with the images as data URLs) get MAX_UPLOAD_BYTES,
+    everything else DATA_UPLOAD_MAX_MEMORY_SIZE. Here, while the body arrives (chunked
+    ones too), and in RequestIdMiddleware from Content-Length (under WSGI as well)."""
+    if content_type.startswith("multipart/") or path.endswith("/images/edits"):
+        return settings.MAX_UPLOAD_BYTES
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
 def _limit(scope) -> int:
     content_type = ""
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
             content_type = value.decode("latin-1")
-    # The same choice as RequestIdMiddleware: uploads get the upload limit.
-    if content_type.startswith("multipart/") or scope["path"].endswith("/images/edits"):
-        return settings.MAX_UPLOAD_BYTES
-    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return body_limit(content_type, scope["path"])
 
 
 def _encode(response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -112,105 +119,134 @@ async def _buffered(scope, receive):
     return receive_again
 
 
+class _BodyReader:
+    """`receive` for Django: the body as it arrives, with an idle timeout between reads
+    (408) and a running count against the limit (413), so a chunked body is held to the
+    same limits as one with a Content-Length."""
+
+    def __init__(self, scope, receive):
+        self.receive = receive
+        self.limit = _limit(scope)
+        self.idle = settings.BODY_TIMEOUT_SECONDS
+        self.received = 0
+        self.done = False
+
+    async def __call__(self):
+        if self.done:
+            return await self.receive()
+        try:
+            message = await asyncio.wait_for(self.receive(), self.idle)
+        except TimeoutError:
+            err = errors.APIError(
+                f"The request body did not arrive: nothing came for {self.idle:g} s.",
+                code="request_timeout",
+            )
+            err.status, err.type = 408, "invalid_request_error"
+            raise _BodyError(err) from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.done = not message.get("more_body", False)
+            if self.received > self.limit:
+                raise _BodyError(
+                    errors.PayloadTooLarge(
+                        f"The request body is over {self.limit} bytes, the most this "
+                        "server accepts here."
+                    )
+                )
+        return message
+
+
+class _Responder:
+    """`send` for Django: passes the answer on, except the placeholder of a deferred
+    wait (whose headers it keeps for the final answer), and lets the next request in at
+    the gate as soon as the answer starts (a streamed body goes on without a place)."""
+
+    def __init__(self, scope, send, gate: asyncio.Semaphore):
+        self.scope = scope
+        self.send = send
+        self.gate = gate
+        self.started = False  # something went out to the client
+        self.released = False  # the place at the gate was given back
+        self.placeholder: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start" and not self.released:
+            self.released = True
+            self.gate.release()
+        if self.scope.get(DEFERRED) is not None:
+            if message["type"] == "http.response.start":
+                self.placeholder.extend(message.get("headers", ()))
+            return
+        self.started = True
+        await self.send(message)
+
+
+def _headers_too_large(scope) -> errors.APIError | None:
+    header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+    if header_bytes <= MAX_HEADER_BYTES:
+        return None
+    err = errors.APIError(
+        f"The request headers are over {MAX_HEADER_BYTES} bytes, the most this server accepts.",
+        code="headers_too_large",
+    )
+    err.status, err.type = 431, "invalid_request_error"
+    return err
+
+
+async def _run_django(app, scope, receive, send) -> _Responder | None:
+    """The whole body first, on the loop (a slow upload holds no thread and no place at
+    the gate; Django reads a body without Content-Length as empty, it gets one here),
+    then Django, within the gate. None when the exchange ended here: the client left, or
+    its body broke a limit (answered, unless an answer had begun)."""
+    gate = _gate()
+    responder = _Responder(scope, send, gate)
+    entered = False
+    try:
+        receive_next = await _buffered(scope, _BodyReader(scope, receive))
+        await gate.acquire()
+        entered = True
+        await app(scope, receive_next, responder)
+    except _Disconnected:
+        return None
+    except _BodyError as exc:
+        if not responder.started:
+            await _send_error(send, exc.err)
+        return None
+    finally:
+        if entered and not responder.released:
+            gate.release()
+    return responder
+
+
+async def _answer_deferred(deferred: Deferred, receive, send, placeholder) -> None:
+    """Wait on the loop, then send the final answer with the placeholder's headers."""
+    response = await deferred.complete(receive)
+    status, headers, body = _encode(response)
+    names = {name for name, _ in headers}
+    for name, value in placeholder:
+        name = name.lower()
+        if name not in names and name not in (b"content-type", b"content-length"):
+            headers.append((name, value))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    observe = getattr(deferred, "observe", None)
+    if observe is not None:
+        observe(status)
+
+
 def wrap(app):
     """Body limits and deferred waits around a Django ASGI application."""
 
     async def application(scope, receive, send):
         if scope["type"] != "http":
             return await app(scope, receive, send)
-        limit = _limit(scope)
-        idle = settings.BODY_TIMEOUT_SECONDS
-        received = 0
-        body_done = False
-
-        async def limited_receive():
-            nonlocal received, body_done
-            if body_done:
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), idle)
-            except TimeoutError:
-                raise _BodyError(
-                    errors.APIError(
-                        f"The request body did not arrive: nothing came for {idle:g} s.",
-                        code="request_timeout",
-                    )
-                ) from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
-                if received > limit:
-                    raise _BodyError(
-                        errors.PayloadTooLarge(
-                            f"The request body is over {limit} bytes, the most this "
-                            "server accepts here."
-                        )
-                    )
-            return message
-
-        started = released = False
-        placeholder: list[tuple[bytes, bytes]] = []
-
-        async def guarded_send(message):
-            nonlocal started, released
-            if message["type"] == "http.response.start" and not released:
-                # The view has answered: its thread is free, let the next request in (a
-                # streamed body goes on without holding a place).
-                released = True
-                _gate().release()
-            if scope.get(DEFERRED) is not None:
-                # The placeholder of a deferred wait: keep its headers, send nothing yet.
-                if message["type"] == "http.response.start":
-                    placeholder.extend(message.get("headers", ()))
-                return
-            started = True
-            await send(message)
-
-        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-        if header_bytes > MAX_HEADER_BYTES:
-            err = errors.APIError(
-                f"The request headers are over {MAX_HEADER_BYTES} bytes, the most this server "
-                "accepts.",
-                code="headers_too_large",
-            )
-            err.status, err.type = 431, "invalid_request_error"
-            return await _send_error(send, err)
+        too_large = _headers_too_large(scope)
+        if too_large is not None:
+            return await _send_error(send, too_large)
         scope[CAN_DEFER] = True
-        gate = _gate()
-        entered = False
-        try:
-            # The whole body first, on the loop: a slow upload holds no thread and no
-            # place at the gate. (Django reads a body without Content-Length as empty; it
-            # gets one here.)
-            receive_next = await _buffered(scope, limited_receive)
-            await gate.acquire()
-            entered = True
-            await app(scope, receive_next, guarded_send)
-        except _Disconnected:
-            return
-        except _BodyError as exc:
-            if exc.err.code == "request_timeout":
-                exc.err.status, exc.err.type = 408, "invalid_request_error"
-            if not started:
-                await _send_error(send, exc.err)
-            return
-        finally:
-            if entered and not released:
-                gate.release()
+        responder = await _run_django(app, scope, receive, send)
         deferred: Deferred | None = scope.get(DEFERRED)
-        if deferred is None:
-            return
-        response = await deferred.complete(receive)
-        status, headers, body = _encode(response)
-        names = {name for name, _ in headers}
-        for name, value in placeholder:
-            name = name.lower()
-            if name not in names and name not in (b"content-type", b"content-length"):
-                headers.append((name, value))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        observe = getattr(deferred, "observe", None)
-        if observe is not None:
-            observe(status)
+        if responder is not None and deferred is not None:
+            await _answer_deferred(deferred, receive, send, responder.placeholder)
 
     return application

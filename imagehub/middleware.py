@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 
 from imagehub import errors
+from imagehub.asgi_app import body_limit
 from imagehub.errors import is_api_path
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,7 @@ class RequestIdMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return errors.render(errors.InvalidRequest("Invalid Content-Length header."))
-        content_type = request.META.get("CONTENT_TYPE", "")
-        # Image edits may also arrive as JSON with the images as data URLs.
-        uploads = content_type.startswith("multipart/") or request.path.endswith("/images/edits")
-        limit = settings.MAX_UPLOAD_BYTES if uploads else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = body_limit(request.META.get("CONTENT_TYPE", ""), request.path)
         if length > limit:
             return errors.render(
                 errors.PayloadTooLarge(

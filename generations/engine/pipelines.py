@@ -60,7 +60,7 @@ def _dtype_for(spec: ModelSpec, device: str):
 
 
 class Engine:
-    """The process's pipelines (a memory-budgeted cache, generations/cache.py) and the
+    """The process's pipelines (a memory-budgeted cache, generations/engine/cache.py) and the
     code that runs them.
 
     A diffusers pipeline is not thread-safe (its scheduler keeps per-call state) and one

@@ -4,10 +4,11 @@ ones) get no server error and no response the schema does not describe (status c
 content type, headers, body).
 
 Both modes: requests valid by the schema, and invalid ones (which must get a documented
-4xx, never a 5xx). Bounded: FUZZ_EXAMPLES examples per operation and mode
-(IMAGEHUB_FUZZ_EXAMPLES, 50 by default) and a deadline for the whole module
-(IMAGEHUB_FUZZ_SECONDS, 150 s), so CI runs it in a few minutes. It prints the counts
-(operations, cases, failures) at the end.
+4xx, never a 5xx). Bounded by FUZZ_EXAMPLES examples per operation and mode
+(IMAGEHUB_FUZZ_EXAMPLES, 50 by default: 26 operations, 2,600 cases in about 40 s on the
+CI machine), and every operation is fuzzed in both modes: an operation for which no case
+could be generated fails. The counts (operations, cases, failures) are printed at the
+end of the module.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import Tenant
 
 FUZZ_EXAMPLES = int(os.environ.get("IMAGEHUB_FUZZ_EXAMPLES", "50"))
-FUZZ_SECONDS = float(os.environ.get("IMAGEHUB_FUZZ_SECONDS", "150"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -43,9 +43,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 COUNTS: Counter = Counter()
-# When this module's first test started (not when it was collected: in the whole suite
-# other modules run in between).
-STARTED: list[float] = []
 
 schema = schemathesis.openapi.from_wsgi("/openapi.json", WSGIHandler())
 OPERATIONS = [result.ok() for result in schema.get_all_operations() if result.ok() is not None]
@@ -53,6 +50,18 @@ OPERATIONS = [result.ok() for result in schema.get_all_operations() if result.ok
 
 def _label(operation) -> str:
     return f"{operation.method.upper()} {operation.path}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts():
+    """After the module: the counts for the record."""
+    started = time.monotonic()
+    yield
+    cases = sum(n for name, n in COUNTS.items() if name != "failures")
+    print(
+        f"\nschemathesis: {len(OPERATIONS)} operations, {cases} cases, "
+        f"{COUNTS['failures']} failures, {time.monotonic() - started:.0f} s"
+    )
 
 
 @pytest.fixture
@@ -83,10 +92,6 @@ def _headers(operation, tenant, manage_secret) -> dict:
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda mode: mode.value)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=_label)
 def test_operation_follows_its_schema(operation, mode, fuzz_tenant):
-    if not STARTED:
-        STARTED.append(time.monotonic())
-    if time.monotonic() - STARTED[0] > FUZZ_SECONDS:
-        pytest.skip(f"fuzzing deadline ({FUZZ_SECONDS:g} s) reached")
     tenant, manage_secret = fuzz_tenant
     headers = _headers(operation, tenant, manage_secret)
     label = _label(operation)
@@ -104,7 +109,7 @@ def test_operation_follows_its_schema(operation, mode, fuzz_tenant):
         case.headers = {**(case.headers or {}), **headers}
         if operation.method.upper() == "POST":
             case.headers["Prefer"] = "respond-async"
-        COUNTS[label] += 1
+        COUNTS[label, mode] += 1
         try:
             case.call_and_validate(checks=CHECKS)
         except BaseException:  # schemathesis raises groups of failures
@@ -112,13 +117,4 @@ def test_operation_follows_its_schema(operation, mode, fuzz_tenant):
             raise
 
     run()
-
-
-def test_report_counts():
-    """Last in the module: the counts for the record."""
-    cases = sum(n for name, n in COUNTS.items() if name != "failures")
-    print(
-        f"\nschemathesis: {len(OPERATIONS)} operations, {cases} cases, "
-        f"{COUNTS['failures']} failures, "
-        f"{time.monotonic() - (STARTED or [time.monotonic()])[0]:.0f} s"
-    )
+    assert COUNTS[label, mode] > 0, f"no {mode.value} case could be generated for {label}"

@@ -13,6 +13,7 @@ from generations.catalog import get_model
 from generations.fairness import queue_position
 from generations.models import Generation
 from generations.types import GenerationRequest
+from tests.jobs import finish_by_hand
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,15 +40,7 @@ def submit(tenant, count: int = 1) -> list[Generation]:
 
 def claim_and_finish(message: Generation, worker: str = "w:1") -> Generation:
     """A worker takes the next job for this message, and finishes it at once."""
-    claimed = services.generation_claim(generation_id=message.id, worker=worker)
-    assert claimed is not None
-    services.generation_complete(
-        generation=Generation.objects.get(pk=claimed),
-        input_text_tokens=1,
-        output_tokens=1,
-        inference_seconds=0.01,
-    )
-    return Generation.objects.get(pk=claimed)
+    return finish_by_hand(message.id, worker)
 
 
 def test_a_single_request_does_not_wait_behind_another_tenants_backlog(

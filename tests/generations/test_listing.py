@@ -3,12 +3,14 @@ tenant's generations filters and pages with a cursor, and shows nobody else's.""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
-from generations.models import Generation
+from generations import services
+from generations.selectors import estimated_start_seconds
+from tests.jobs import finish_by_hand
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,23 +28,24 @@ def test_a_queued_job_reports_its_place_and_timestamps(tenant, api, make_generat
 
 
 def test_the_estimate_follows_the_recent_pace(tenant, api, make_generation):
-    done = make_generation()
-    now = timezone.now()
-    Generation.objects.filter(pk=done.pk).update(
-        status="succeeded",
-        started_at=now - timedelta(seconds=62),
-        finished_at=now - timedelta(seconds=60),
-    )
+    done = finish_by_hand(make_generation().id)
     waiting = make_generation()
     body = api.get(f"{URL}/{waiting.id}").json()
     assert body["queue_position"] == 0
-    # One job finished in the last 60 s: this one, first in line, in about a minute.
-    assert 40 <= body["estimated_start"] - now.timestamp() <= 130
+    # One job finished a moment ago: this one, first in line, starts about now.
+    assert 0 <= body["estimated_start"] - time.time() <= 5
+    # A minute on, the pace is one job a minute: the first in line starts in about a
+    # minute, the second in about two.
+    later = done.finished_at + timedelta(seconds=60)
+    assert estimated_start_seconds(waiting, 0, now=later) == 60.0
+    assert estimated_start_seconds(waiting, 1, now=later) == 120.0
+    # Ten minutes without a finished job: no pace to estimate from.
+    assert estimated_start_seconds(waiting, 0, now=later + timedelta(minutes=10)) is None
 
 
 def test_list_filters_pages_and_keeps_tenants_apart(tenant, other_tenant, api, make_generation):
     made = [make_generation(prompt=f"job {i}") for i in range(5)]
-    Generation.objects.filter(pk=made[0].pk).update(status="failed")
+    services.generation_fail(generation_id=made[0].id, code="engine_error", message="broke")
     other_tenant.client().post(
         URL, {"prompt": "theirs"}, format="json", HTTP_PREFER="respond-async"
     )

@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, User
-from accounts.serializers import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
+from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
 from accounts.webhooks import EVENTS as WEBHOOK_EVENTS
 
 

@@ -70,6 +70,12 @@ def organization_for_user(*, user: User, name: str | None = None) -> tuple[Organ
 
 MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
 LIMIT_FIELDS = ("rpm_limit", "max_concurrent", "monthly_spend_cap")
+# The largest limits the columns hold (rpm_limit and max_concurrent are integers,
+# monthly_spend_cap a big integer), and the longest lifetime a new key may be given: the
+# REST API and the pages validate against the same numbers.
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+MAX_EXPIRY_DAYS = 3650
 
 
 def _check_limits(limits: dict[str, int | None]) -> None:

@@ -372,8 +372,8 @@ WEB_CONCURRENCY = env_int("IMAGEHUB_WEB_CONCURRENCY", 16, minimum=1)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasAPIKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.authentication.HasAPIKey"],
     "DEFAULT_PARSER_CLASSES": ["imagehub.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "imagehub.errors.exception_handler",

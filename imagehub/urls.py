@@ -14,7 +14,7 @@ from imagehub.metrics import metrics_view
 
 urlpatterns = [
     path("", include("generations.api.urls")),
-    path("", include("accounts.urls")),
+    path("", include("accounts.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

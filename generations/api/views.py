@@ -15,7 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import ratelimit
-from accounts.authentication import HasAPIKey, HasGenerateScope
+from accounts.api.authentication import HasAPIKey, HasGenerateScope
 from accounts.idempotency import from_request as idempotency_from
 from generations import notify, selectors
 from generations.api import listing, presenters, streaming, waiting

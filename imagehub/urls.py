@@ -25,7 +25,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="redoc"),
     path("admin/", admin.site.urls),
-    path("", include("accounts.page_urls")),
+    path("", include("accounts.views.urls")),
 ]
 
 handler400 = "imagehub.errors.handler400"

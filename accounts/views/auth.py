@@ -1,6 +1,7 @@
 """Sign-up, organization switching and creation, and accepting an invitation.
 
-Sign-in, sign-out and password reset are Django's own views (see accounts/page_urls.py).
+Sign-in, sign-out and password reset are Django's own views (accounts/views/signin.py
+throttles them; accounts/views/urls.py routes them).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import members, services
-from accounts.forms import OrganizationForm, SignUpForm
 from accounts.models import Membership
 from accounts.selectors import SESSION_ORG_KEY
+from accounts.views.forms import OrganizationForm, SignUpForm
 from imagehub.errors import APIError
 
 

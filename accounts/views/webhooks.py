@@ -12,8 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, webhook_delivery, webhooks
-from accounts.forms import WebhookForm, WebhookRotateForm
 from accounts.views import org_page
+from accounts.views.forms import WebhookForm, WebhookRotateForm
 from accounts.webhook_signing import redacted
 from imagehub.errors import InvalidRequest, PermissionError_
 

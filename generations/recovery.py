@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from accounts import webhook_delivery
+from accounts.webhooks import delivery as webhook_delivery
 from generations import services
 from generations.models import Generation, QueueSample
 from imagehub import metrics

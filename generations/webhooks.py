@@ -12,7 +12,8 @@ import logging
 
 from django.utils import timezone
 
-from accounts import webhook_delivery, webhooks
+from accounts.webhooks import delivery as webhook_delivery
+from accounts.webhooks import endpoints as webhooks
 from generations.api.presenters import generation_payload
 from generations.models import Generation
 

@@ -393,8 +393,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # One name per choice set used in several places (dotted paths, not imports).
     "ENUM_NAME_OVERRIDES": {
-        "WebhookEventEnum": "accounts.webhooks.EVENTS",
-        "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+        "WebhookEventEnum": "accounts.webhooks.events.EVENTS",
+        "WebhookDeliveryStatusEnum": "accounts.webhooks.models.WebhookDelivery.Status",
         "APIKeyStatusEnum": ["active", "expired", "revoked"],
     },
     # Every error status in OpenAI's envelope, CSV and SSE media types (imagehub/openapi.py).

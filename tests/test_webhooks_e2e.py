@@ -16,8 +16,9 @@ import openai
 import pytest
 from django.utils import timezone
 
-from accounts import webhook_delivery, webhooks
-from accounts.models import WebhookDelivery
+from accounts.webhooks import delivery as webhook_delivery
+from accounts.webhooks import endpoints
+from accounts.webhooks.models import WebhookDelivery
 from tests.conftest import Tenant
 from tests.webhook_receiver import Receiver
 
@@ -39,7 +40,7 @@ def standard_webhooks_verify(secret: str, headers: dict, body: bytes) -> dict:
 def test_openai_client_with_a_webhook_gets_signed_events(live_server, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     tenant = Tenant("hooked")
-    _, secret = webhooks.webhook_endpoint_set(organization=tenant.org)
+    _, secret = endpoints.webhook_endpoint_set(organization=tenant.org)
     with Receiver() as receiver:
         with openai.OpenAI(
             base_url=f"{live_server.url}/v1", api_key=tenant.secret, max_retries=0, timeout=120
@@ -86,7 +87,7 @@ def test_a_delivery_left_by_a_dead_process_is_sent_by_the_recovery_loop(settings
     settings.WEBHOOK_ALLOW_PRIVATE = True
     tenant = Tenant("survivor")
     with Receiver() as receiver:
-        _, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+        _, secret = endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
         row = WebhookDelivery.objects.create(
             organization=tenant.org,
             generation_id="gen_left_behind",

@@ -15,10 +15,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts import usage, webhook_signing, webhooks
+from accounts import usage
 from accounts.hooks import hooks
-from accounts.models import APIKey, Membership, Organization, WebhookDelivery
+from accounts.models import APIKey, Membership, Organization
 from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT, MAX_ROTATION_GRACE_SECONDS
+from accounts.webhooks import endpoints as webhook_endpoints
+from accounts.webhooks import signing as webhook_signing
+from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
+from accounts.webhooks.models import WebhookDelivery
 
 # /v1/usage pages.
 MAX_PAGE = 1000
@@ -205,7 +209,7 @@ class WebhookSettingsSerializer(StrictSerializer):
         "requests that carry `webhook` get deliveries).",
     )  # fmt: skip
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=webhooks.EVENTS), required=False, max_length=6,
+        child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False, max_length=6,
         help_text="Events sent by default: queued, started, partial, completed, failed, "
         "canceled; empty = all.",
     )  # fmt: skip
@@ -214,7 +218,7 @@ class WebhookSettingsSerializer(StrictSerializer):
 class WebhookRotateSerializer(StrictSerializer):
     grace_seconds = serializers.IntegerField(
         min_value=0,
-        max_value=webhooks.MAX_ROTATION_GRACE_SECONDS,
+        max_value=webhook_endpoints.MAX_ROTATION_GRACE_SECONDS,
         default=86400,
         help_text="How long the old secret keeps signing too (0 = stops at once; at most 30 days).",
     )

@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.response import Response
 
-from accounts import selectors, webhook_delivery, webhooks
+from accounts import selectors
 from accounts.api.base import ERRORS, ManagementView
 from accounts.api.serializers import (
     WebhookDeliveryListSerializer,
@@ -17,7 +17,13 @@ from accounts.api.serializers import (
     WebhookRotateSerializer,
     WebhookSettingsSerializer,
 )
-from accounts.models import WebhookDelivery
+from accounts.webhooks.delivery import delivery_list, delivery_redeliver
+from accounts.webhooks.endpoints import (
+    webhook_endpoint_get,
+    webhook_endpoint_set,
+    webhook_secret_rotate,
+)
+from accounts.webhooks.models import WebhookDelivery
 from imagehub.errors import InvalidRequest, PermissionError_
 
 _WEBHOOK_ERRORS = {
@@ -40,7 +46,7 @@ class WebhookView(ManagementView):
         tags=["webhooks"],
     )
     def get(self, request):
-        endpoint = webhooks.webhook_endpoint_get(organization_id=self.caller.organization.pk)
+        endpoint = webhook_endpoint_get(organization_id=self.caller.organization.pk)
         return Response(WebhookEndpointSerializer.present(endpoint))
 
     @extend_schema(
@@ -62,7 +68,7 @@ class WebhookView(ManagementView):
         self.check_manager()
         params = WebhookSettingsSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        endpoint, secret = webhooks.webhook_endpoint_set(
+        endpoint, secret = webhook_endpoint_set(
             organization=self.caller.organization, **params.validated_data
         )
         return Response(
@@ -104,7 +110,7 @@ class WebhookRotateView(WebhookView):
         self.check_manager()
         params = WebhookRotateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        endpoint, secret = webhooks.webhook_secret_rotate(
+        endpoint, secret = webhook_secret_rotate(
             organization=self.caller.organization, **params.validated_data
         )
         return Response(WebhookEndpointSerializer.present(endpoint, secret))
@@ -138,7 +144,7 @@ class WebhookDeliveryListView(ManagementView):
         if state not in (None, *WebhookDelivery.Status.values):
             raise InvalidRequest("'status' is pending, succeeded or failed.", param="status")
         rows = list(
-            webhook_delivery.delivery_list(
+            delivery_list(
                 organization=self.caller.organization,
                 before=integer("before", None, 1, 2**62),
                 status=state,
@@ -171,7 +177,5 @@ class WebhookRedeliverView(WebhookView):
     )
     def post(self, request, pk: int):
         self.check_manager()
-        delivery = webhook_delivery.delivery_redeliver(
-            organization=self.caller.organization, delivery_id=pk
-        )
+        delivery = delivery_redeliver(organization=self.caller.organization, delivery_id=pk)
         return Response(WebhookDeliverySerializer(delivery).data)

@@ -12,7 +12,7 @@ import re
 from django.conf import settings
 from rest_framework import serializers
 
-from accounts import webhooks
+from accounts.webhooks import endpoints as webhooks
 from generations.catalog import QUALITIES, ModelSpec, get_model
 from imagehub.errors import InvalidRequest, NotFound
 

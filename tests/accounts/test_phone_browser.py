@@ -10,9 +10,10 @@ import pytest
 
 from accounts import members
 from accounts.ledger import credits_adjust
-from accounts.models import Membership, User, WebhookDelivery
+from accounts.models import Membership, User
 from accounts.selectors import Caller
 from accounts.services import api_key_create, organization_create
+from accounts.webhooks.models import WebhookDelivery
 from tests.accounts.conftest import browser_page
 from tests.conftest import Tenant
 

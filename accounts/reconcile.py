@@ -106,11 +106,11 @@ def monthly_spend_mismatches(work: list[HeldWork]) -> Iterator[str]:
         if item.api_key_id:
             expected[(item.organization_id, item.api_key_id, item.month)] += committed
     for row in MonthlySpend.objects.all():
-        key = (row.organization_id, row.api_key_id, row.month)
-        if row.amount != expected.pop(key, 0):
+        said = expected.pop((row.organization_id, row.api_key_id, row.month), 0)
+        if row.amount != said:
             yield (
                 f"monthly spend of org {row.organization_id} key {row.api_key_id} "
-                f"{row.month:%Y-%m}: {row.amount}, generations say {expected.get(key, 0)}"
+                f"{row.month:%Y-%m}: {row.amount}, generations say {said}"
             )
     for key, amount in expected.items():
         if amount:

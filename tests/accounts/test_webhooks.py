@@ -55,6 +55,14 @@ def deliveries(**filters):
     return list(WebhookDelivery.objects.filter(**filters).order_by("pk"))
 
 
+def attempt(row: WebhookDelivery, *, at: datetime | None = None) -> WebhookDelivery:
+    """One attempt of a delivery, claimed and made the way a sender makes it, at `at`."""
+    at = at or timezone.now()
+    claimed = delivery.delivery_claim(delivery_id=row.pk, now=at)
+    assert claimed is not None, "the delivery was not due"
+    return delivery.delivery_attempt(delivery=claimed, now=at)
+
+
 # --- signing -----------------------------------------------------------------------------
 
 
@@ -419,14 +427,17 @@ def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_g
     assert row.status == "failed" and row.last_error.startswith("refused")
 
 
-def test_finished_deliveries_are_deleted_after_the_retention(tenant, make_generation, settings):
-    settings.WEBHOOK_RETENTION_DAYS = 30
-    endpoints.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
-    for _ in range(3):
-        make_generation(webhook_events=("queued",))
+def test_finished_deliveries_are_deleted_after_the_retention(
+    make_generation, endpoint, receiver, private_ok
+):
+    private_ok.WEBHOOK_RETENTION_DAYS = 30
+    for url in (receiver.url, f"{receiver.url}/status/500", f"{receiver.url}/status/500"):
+        make_generation(webhook=url, webhook_events=("queued",))
     done, failed, pending = deliveries()
-    WebhookDelivery.objects.filter(pk=done.pk).update(status="succeeded")
-    WebhookDelivery.objects.filter(pk=failed.pk).update(status="failed")
+    attempt(done)  # answered 204
+    attempt(failed, at=failed.retry_until)  # answered 500 at the end of its retry window
+    attempt(pending)  # answered 500, retried later
+    assert [d.status for d in deliveries()] == ["succeeded", "failed", "pending"]
     later = timezone.now() + timedelta(days=31)
     assert delivery.deliveries_purge(now=timezone.now()) == 0
     assert delivery.deliveries_purge(now=later) == 2
@@ -482,16 +493,24 @@ def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generati
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "url"
     assert client.put("/v1/webhook", {"nope": 1}, format="json").status_code == 400
 
+    # A name that resolves to loopback: every attempt is refused, and fails at once.
+    refused = client.put("/v1/webhook", {"url": "http://localhost:9/hook"}, format="json")
+    assert refused.status_code == 200
     for _ in range(3):
         make_generation()
+    assert delivery.deliveries_due(inline=True) == 3
     listed = client.get("/v1/webhook/deliveries?limit=2").json()
     assert [d["event"] for d in listed["data"]] == ["queued", "queued"] and listed["has_more"]
+    assert [d["status"] for d in listed["data"]] == ["failed", "failed"]
     rest = client.get(f"/v1/webhook/deliveries?before={listed['next_before']}").json()
     assert len(rest["data"]) == 1 and not rest["has_more"]
     delivery_id = rest["data"][0]["id"]
-    WebhookDelivery.objects.filter(pk=delivery_id).update(status="failed", next_attempt_at=None)
+    assert rest["data"][0]["last_error"].startswith("refused")
+    assert client.get("/v1/webhook/deliveries?status=pending").json()["data"] == []
     redone = client.post(f"/v1/webhook/deliveries/{delivery_id}/redeliver")
     assert redone.status_code == 200 and redone.json()["status"] == "pending"
+    [pending] = client.get("/v1/webhook/deliveries?status=pending").json()["data"]
+    assert pending["id"] == delivery_id and pending["msg_id"] == rest["data"][0]["msg_id"]
     assert client.get("/v1/webhook/deliveries?status=bogus").status_code == 400
     # Rotate and redeliver are actions: nothing else is answered there.
     assert client.put("/v1/webhook/rotate", {"url": ""}, format="json").status_code == 405
@@ -525,7 +544,9 @@ def test_openapi_documents_the_webhook_api_and_fields(client):
 # --- the page ------------------------------------------------------------------------------
 
 
-def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant, make_generation):
+def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(
+    tenant, make_generation, receiver, settings
+):
     from django.test import Client
 
     browser = Client()
@@ -550,11 +571,13 @@ def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant
     endpoint.refresh_from_db()
     assert endpoint.secret.encode() in rotated.content and b"signs too until" in rotated.content
 
-    make_generation()
+    # A generation whose own webhook answers 500, tried until its retry window ends.
+    make_generation(webhook=f"{receiver.url}/status/500", webhook_events=("queued",))
     [row] = deliveries()
-    WebhookDelivery.objects.filter(pk=row.pk).update(
-        status="failed", last_status_code=500, attempts=7, next_attempt_at=None
-    )
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver listens on loopback
+    attempt(row)
+    row = attempt(row, at=row.retry_until)
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", 2, 500)
     log = browser.get("/webhooks/").content.decode()
     assert row.generation_id in log and "failed" in log and "500" in log and "Redeliver" in log
     browser.post(f"/webhooks/deliveries/{row.pk}/redeliver/")

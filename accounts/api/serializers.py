@@ -7,7 +7,6 @@ Every invalid field becomes a 400 that names it as `param` (see imagehub.errors)
 from __future__ import annotations
 
 import datetime as dt
-from datetime import timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -101,7 +100,7 @@ class APIKeyCreateSerializer(_KeySettingsSerializer):
                 raise serializers.ValidationError(
                     {"expires_in_days": "Give either expires_at or expires_in_days, not both."}
                 )
-            attrs["expires_at"] = timezone.now() + timedelta(days=days)
+            attrs["expires_at"] = timezone.now() + dt.timedelta(days=days)
         return attrs
 
 

@@ -12,9 +12,9 @@ from accounts.models import (
     Membership,
     Organization,
     User,
-    WebhookDelivery,
 )
 from accounts.money import format_credits
+from accounts.webhooks.models import WebhookDelivery
 
 
 @admin.register(User)

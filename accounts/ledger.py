@@ -35,7 +35,7 @@ from accounts.models import APIKey, CreditEntry, Membership, MonthlySpend, Organ
 from accounts.money import format_credits
 from imagehub.errors import RateLimited
 
-logger = logging.getLogger("accounts.ledger")
+logger = logging.getLogger(__name__)
 
 
 class InsufficientQuota(RateLimited):

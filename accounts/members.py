@@ -186,6 +186,18 @@ def invitation_find(*, token: str) -> Invitation:
     return invitation
 
 
+def invitation_find_pending(*, token: str | None) -> Invitation | None:
+    """The pending invitation a token belongs to; None for no token, an unknown one, or an
+    invitation accepted, revoked or expired."""
+    if not token:
+        return None
+    try:
+        invitation = invitation_find(token=token)
+    except NotFound:
+        return None
+    return invitation if invitation.status == "pending" else None
+
+
 @transaction.atomic
 def invitation_accept(*, token: str, user: User) -> Membership:
     """Accept an invitation: once, before it expires, by the invited email address."""

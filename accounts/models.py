@@ -1,4 +1,5 @@
-"""Tenants, people, API keys and the credits ledger."""
+"""Tenants, people, API keys, the credits ledger, usage, invitations and idempotency keys
+(the webhook models are in accounts/webhooks/models.py and imported at the end)."""
 
 from __future__ import annotations
 
@@ -334,80 +335,6 @@ class IdempotencyKey(models.Model):
         return f"{self.organization_id}:{self.key} -> {self.reference}"
 
 
-class WebhookEndpoint(models.Model):
-    """An organization's webhook settings: the default URL its generations report to
-    (blank: only requests that name a `webhook` get deliveries), the events it wants, and
-    the signing secrets. The secret is kept as is (signing needs it) and shown to people
-    once; after a rotation the previous one also signs until `previous_expires_at`."""
-
-    organization = models.OneToOneField(
-        Organization, on_delete=models.CASCADE, related_name="webhook_endpoint"
-    )
-    url = models.URLField(max_length=2000, blank=True)
-    # Event names (queued, started, partial, completed, failed, canceled); empty = all.
-    events = models.JSONField(default=list, blank=True)
-    secret = models.CharField(max_length=100)
-    secret_created_at = models.DateTimeField(default=timezone.now)
-    previous_secret = models.CharField(max_length=100, blank=True)
-    previous_expires_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"webhook of {self.organization_id}: {self.url or '(no default URL)'}"
-
-    def signing_secrets(self, now=None) -> list[str]:
-        """Every secret valid at `now`: the current one, and the previous one during the
-        grace period of a rotation."""
-        now = now or timezone.now()
-        found = [self.secret]
-        if self.previous_secret and self.previous_expires_at and self.previous_expires_at > now:
-            found.append(self.previous_secret)
-        return found
-
-
-class WebhookDelivery(models.Model):
-    """One webhook message and its delivery attempts: the outbox row, written in the
-    transaction of the state change it reports. `next_attempt_at` is when it is due; a
-    sender that takes it pushes that forward by a lease first, so a sender that dies
-    mid-attempt leaves it due again after the lease (accounts/webhook_delivery.py)."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="webhook_deliveries"
-    )
-    # The generation's id (accounts never imports generations: a string, not a key).
-    generation_id = models.CharField(max_length=40, db_index=True)
-    event = models.CharField(max_length=32)
-    url = models.URLField(max_length=2000)
-    # `webhook-id`: the same for every attempt, so receivers can drop duplicates.
-    msg_id = models.CharField(max_length=64, unique=True)
-    # The exact JSON sent: every attempt sends the same bytes.
-    body = models.TextField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # Failed attempts are retried until this time; the last one may land after it.
-    retry_until = models.DateTimeField()
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        verbose_name_plural = "webhook deliveries"
-        indexes = [
-            models.Index(fields=["organization", "-created_at"]),
-            models.Index(
-                fields=["next_attempt_at"],
-                condition=Q(status="pending"),
-                name="webhook_delivery_due",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.event} of {self.generation_id} -> {self.url} ({self.status})"
+# Webhook models live with the rest of webhooks; imported here so that Django registers
+# them with the app's models.
+from accounts.webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -33,7 +33,13 @@ class HeldWork:
 def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
     """Yield one line per disagreement; nothing when every number adds up."""
     work = [item for item in work if item.price > 0]
+    yield from balance_mismatches()
+    yield from generation_mismatches(work)
+    yield from monthly_spend_mismatches(work)
 
+
+def balance_mismatches() -> Iterator[str]:
+    """Each organization's cached balance and held amount against the sums of its ledger."""
     sums = {
         row["organization"]: row
         for row in CreditEntry.objects.values("organization").annotate(
@@ -54,8 +60,10 @@ def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
         if org.credit_balance < 0 or org.credits_held < 0:
             yield f"org {org.pk} ({org.name}): negative balance or held amount"
 
-    # Each generation: a hold of its price; once finished, capture + release == hold and
-    # the capture equals what the record says was charged; while in flight, nothing else.
+
+def generation_mismatches(work: list[HeldWork]) -> Iterator[str]:
+    """Each generation: a hold of its price; once finished, capture + release == hold and
+    the capture equals what the record says was charged; while in flight, nothing else."""
     per_generation = (
         CreditEntry.objects.exclude(generation_id="")
         .values("generation_id")
@@ -87,7 +95,10 @@ def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
         elif captured or released:
             yield f"generation {item.reference}: settled while still {item.status}"
 
-    # Monthly committed spend = holds - releases of the work of that month.
+
+def monthly_spend_mismatches(work: list[HeldWork]) -> Iterator[str]:
+    """Monthly committed spend = holds - releases of the work of that month, per
+    organization and per key."""
     expected: dict[tuple, int] = defaultdict(int)
     for item in work:
         committed = item.charged if item.finished else item.price
@@ -95,11 +106,11 @@ def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
         if item.api_key_id:
             expected[(item.organization_id, item.api_key_id, item.month)] += committed
     for row in MonthlySpend.objects.all():
-        key = (row.organization_id, row.api_key_id, row.month)
-        if row.amount != expected.pop(key, 0):
+        said = expected.pop((row.organization_id, row.api_key_id, row.month), 0)
+        if row.amount != said:
             yield (
                 f"monthly spend of org {row.organization_id} key {row.api_key_id} "
-                f"{row.month:%Y-%m}: {row.amount}, generations say {expected.get(key, 0)}"
+                f"{row.month:%Y-%m}: {row.amount}, generations say {said}"
             )
     for key, amount in expected.items():
         if amount:

@@ -1,7 +1,9 @@
-"""Writes for organizations, members and API keys."""
+"""Writes for people, organizations and API keys: sign-up, organizations, and the life of
+a key (create, update, rotate, revoke, touch), and provisioning from the command line."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts import keys
+from accounts import keys, members
 from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
 from accounts.ledger import credits_top_up, lock_organization
 from accounts.models import APIKey, Membership, Organization, User
@@ -47,6 +49,30 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     return org
 
 
+@transaction.atomic
+def user_sign_up(
+    *, email: str, password: str, organization_name: str = "", invitation_token: str | None = None
+) -> tuple[User, Organization]:
+    """Create an account and return it with the organization the person starts in.
+
+    With a pending invitation for this email address, the person joins the inviting
+    organization and starts there, unless they also named an organization of their own,
+    which is then created with them as its owner. Without one, their first organization is
+    created: named `organization_name`, else after the email address."""
+    user = User.objects.create_user(email=email, password=password)
+    name = organization_name.strip()
+    invitation = members.invitation_find_pending(token=invitation_token)
+    if invitation is not None and user.email == invitation.email:
+        organization = members.invitation_accept(token=invitation_token, user=user).organization
+        if name:
+            organization = organization_create(name=name, owner=user)
+    else:
+        organization = organization_create(
+            name=name or f"{user.email.split('@')[0]}'s organization", owner=user
+        )
+    return user, organization
+
+
 def organization_for_user(*, user: User, name: str | None = None) -> tuple[Organization, bool]:
     """The organization a new key of `user` goes to: the one named `name` (created if
     missing), else the user's first, else a new one named after the email. The user
@@ -70,6 +96,12 @@ def organization_for_user(*, user: User, name: str | None = None) -> tuple[Organ
 
 MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
 LIMIT_FIELDS = ("rpm_limit", "max_concurrent", "monthly_spend_cap")
+# The largest limits the columns hold (rpm_limit and max_concurrent are integers,
+# monthly_spend_cap a big integer), and the longest lifetime a new key may be given: the
+# REST API and the pages validate against the same numbers.
+MAX_INT = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
+MAX_EXPIRY_DAYS = 3650
 
 
 def _check_limits(limits: dict[str, int | None]) -> None:
@@ -206,3 +238,35 @@ def api_key_touch(*, key: APIKey) -> None:
         return
     APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
     key.last_used_at = now
+
+
+@dataclass(frozen=True)
+class ProvisionedKey:
+    """What api_key_provision made, and what it found already there."""
+
+    user: User
+    user_created: bool
+    organization: Organization
+    organization_created: bool
+    key: APIKey
+    secret: str
+
+
+@transaction.atomic
+def api_key_provision(
+    *,
+    email: str,
+    organization_name: str | None = None,
+    credits: int = 0,
+    name: str = "cli",
+    scope: str = APIKey.Scope.GENERATE,
+) -> ProvisionedKey:
+    """A new key for `email` in the organization `organization_name` (see
+    organization_for_user), creating the user, the organization and the membership if
+    they are missing; the organization is first topped up by `credits` micro-credits."""
+    user, user_created = user_get_or_create(email=email)
+    organization, organization_created = organization_for_user(user=user, name=organization_name)
+    if credits:
+        credits_top_up(organization=organization, amount=credits, memo="create_api_key")
+    key, secret = api_key_create(organization=organization, created_by=user, name=name, scope=scope)
+    return ProvisionedKey(user, user_created, organization, organization_created, key, secret)

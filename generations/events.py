@@ -14,7 +14,7 @@ import logging
 
 from django.utils import timezone
 
-from accounts import webhook_delivery, webhooks
+from accounts.webhooks import delivery, endpoints
 from generations.models import Generation
 from generations.presenters import generation_payload
 
@@ -34,7 +34,7 @@ def generation_event(generation: Generation | str, event: str, **extra) -> None:
     if isinstance(generation, str):
         generation = Generation.objects.get(pk=generation)
     params = generation.params or {}
-    target = webhooks.webhook_target(
+    target = endpoints.webhook_target(
         organization_id=generation.organization_id,
         url=params.get("webhook"),
         events=params.get("webhook_events"),
@@ -42,7 +42,7 @@ def generation_event(generation: Generation | str, event: str, **extra) -> None:
     if target is None or event not in target[1]:
         return
     now = timezone.now()
-    webhook_delivery.delivery_enqueue(
+    delivery.delivery_enqueue(
         organization_id=generation.organization_id,
         generation_id=generation.id,
         event=event,

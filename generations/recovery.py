@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from accounts import webhook_delivery
+from accounts.webhooks import delivery
 from generations import services
 from generations.models import Generation, QueueSample
 from imagehub import metrics
@@ -52,7 +52,7 @@ def recover(now=None) -> Pass:
     _expire_queued(now, done)
     _sample_queues(now)
     # Webhook retries, and first attempts that a process died before making.
-    webhook_delivery.deliveries_due(now=now)
+    delivery.deliveries_due(now=now)
     if done:
         logger.info(
             "recovery: %d taken over, %d worker_lost, %d sent again, %d queue_timeout",

@@ -50,7 +50,7 @@ class GenerationRequest:
     images: tuple[InputImage, ...] = ()
     mask: Any = None  # PIL 'L' image at the size of the first input, white = repaint
     input_image_tokens: int = 0
-    # Webhooks (accounts/webhooks.py): this request's URL (empty: the organization's
+    # Webhooks (accounts/webhooks/): this request's URL (empty: the organization's
     # default, if any) and the events it wants (empty: the endpoint's, else all).
     webhook: str = ""
     webhook_events: tuple[str, ...] = ()

@@ -158,7 +158,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.context_processors.navigation",
+                "accounts.views.context_processors.navigation",
             ],
         },
     },
@@ -372,8 +372,8 @@ WEB_CONCURRENCY = env_int("IMAGEHUB_WEB_CONCURRENCY", 16, minimum=1)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.HasAPIKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.BearerKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.api.authentication.HasAPIKey"],
     "DEFAULT_PARSER_CLASSES": ["imagehub.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "imagehub.errors.exception_handler",
@@ -393,8 +393,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # One name per choice set used in several places (dotted paths, not imports).
     "ENUM_NAME_OVERRIDES": {
-        "WebhookEventEnum": "accounts.webhooks.EVENTS",
-        "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+        "WebhookEventEnum": "accounts.webhooks.events.EVENTS",
+        "WebhookDeliveryStatusEnum": "accounts.webhooks.models.WebhookDelivery.Status",
         "APIKeyStatusEnum": ["active", "expired", "revoked"],
     },
     # Every error status in OpenAI's envelope, CSV and SSE media types (imagehub/openapi.py).

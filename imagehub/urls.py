@@ -14,7 +14,7 @@ from imagehub.metrics import metrics_view
 
 urlpatterns = [
     path("", include("generations.api.urls")),
-    path("", include("accounts.urls")),
+    path("", include("accounts.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
@@ -25,7 +25,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="redoc"),
     path("admin/", admin.site.urls),
-    path("", include("accounts.page_urls")),
+    path("", include("accounts.views.urls")),
 ]
 
 handler400 = "imagehub.errors.handler400"

@@ -168,9 +168,9 @@ def main() -> None:
         import django
 
         django.setup()
-        from accounts import webhooks
         from accounts.ledger import credits_top_up
         from accounts.services import api_key_create, organization_create, user_get_or_create
+        from accounts.webhooks import endpoints
         from generations.models import Generation
         from tests.webhook_receiver import Receiver
 
@@ -178,7 +178,7 @@ def main() -> None:
         org = organization_create(name="bench-hooks", owner=user)
         credits_top_up(organization=org, amount=10**12, memo="bench")
         _, key = api_key_create(organization=org, created_by=user, name="bench")
-        webhooks.webhook_endpoint_set(organization=org)
+        endpoints.webhook_endpoint_set(organization=org)
 
         receiver = stack.enter_context(Receiver())
         deployment = Deployment(env, logs)
@@ -261,7 +261,7 @@ def main() -> None:
             1 for g, at in arrivals("queued").items() if g in burst and at > web_killed_at
         )
         taken_over = Generation.objects.filter(pk__in=burst, attempts__gt=1).count()
-        from accounts.models import WebhookDelivery
+        from accounts.webhooks.models import WebhookDelivery
 
         # Attempts cut off by a kill are due again after their lease: let them settle.
         burst_rows = WebhookDelivery.objects.filter(generation_id__in=burst)

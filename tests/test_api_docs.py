@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from accounts import webhook_delivery, webhooks
+from accounts.webhooks import delivery as webhook_delivery
+from accounts.webhooks import endpoints
 from tests.conftest import bearer_client
 from tests.webhook_receiver import Receiver
 
@@ -98,7 +99,7 @@ class Observed:
 def drive_image_api(seen: Observed, api, tenant, receiver: Receiver) -> str:
     """Generations on the embedded worker: sync (b64 and url), an idempotent replay, a
     webhook delivery, GET, the list, the models, errors. Returns a generation id."""
-    webhooks.webhook_endpoint_set(organization=tenant.org)  # the signing secret
+    endpoints.webhook_endpoint_set(organization=tenant.org)  # the signing secret
     body = {
         "prompt": "documented",
         "size": "64x64",

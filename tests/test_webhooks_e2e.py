@@ -10,14 +10,13 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import timedelta
 
 import openai
 import pytest
-from django.utils import timezone
 
-from accounts import webhook_delivery, webhooks
-from accounts.models import WebhookDelivery
+from accounts.webhooks import delivery as webhook_delivery
+from accounts.webhooks import endpoints
+from accounts.webhooks.models import WebhookDelivery
 from tests.conftest import Tenant
 from tests.webhook_receiver import Receiver
 
@@ -39,7 +38,7 @@ def standard_webhooks_verify(secret: str, headers: dict, body: bytes) -> dict:
 def test_openai_client_with_a_webhook_gets_signed_events(live_server, settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     tenant = Tenant("hooked")
-    _, secret = webhooks.webhook_endpoint_set(organization=tenant.org)
+    _, secret = endpoints.webhook_endpoint_set(organization=tenant.org)
     with Receiver() as receiver:
         with openai.OpenAI(
             base_url=f"{live_server.url}/v1", api_key=tenant.secret, max_retries=0, timeout=120
@@ -78,29 +77,30 @@ def test_openai_client_with_a_webhook_gets_signed_events(live_server, settings):
     assert {(r.status, r.attempts, r.last_status_code) for r in rows} == {("succeeded", 1, 204)}
 
 
-def test_a_delivery_left_by_a_dead_process_is_sent_by_the_recovery_loop(settings):
+def test_a_delivery_left_by_a_dead_process_is_sent_by_the_recovery_loop(
+    settings, monkeypatch, tenant, make_generation
+):
     """The row commits with the state change; its process died before the first attempt
     (no sender ever saw it). The recovery loop of any worker sends it."""
     from generations import recovery
 
     settings.WEBHOOK_ALLOW_PRIVATE = True
-    tenant = Tenant("survivor")
     with Receiver() as receiver:
-        _, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
-        row = WebhookDelivery.objects.create(
-            organization=tenant.org,
-            generation_id="gen_left_behind",
-            event="completed",
-            url=receiver.url,
-            msg_id="msg_left_behind",
-            body='{"type":"image.generation.completed"}',
-            next_attempt_at=timezone.now(),
-            retry_until=timezone.now() + timedelta(hours=24),
+        _, secret = endpoints.webhook_endpoint_set(
+            organization=tenant.org, url=receiver.url, events=["queued"]
         )
+        # The process dies between the commit and the first attempt: no sender hears of
+        # the row that generation_create recorded with the job.
+        with monkeypatch.context() as dead:
+            dead.setattr(webhook_delivery.sender, "submit_new", lambda delivery: None)
+            generation = make_generation(n=1)
+        row = WebhookDelivery.objects.get(generation_id=generation.id, event="queued")
+        assert row.attempts == 0 and not receiver.received
         recovery.recover()
         [received] = receiver.wait_for(1, timeout=10)
         assert webhook_delivery.sender.wait_idle(10)
     standard_webhooks_verify(secret, received.headers, received.body)
-    assert received.headers["webhook-id"] == "msg_left_behind"
+    assert received.headers["webhook-id"] == row.msg_id
+    assert json.loads(received.body)["data"]["id"] == generation.id
     row.refresh_from_db()
     assert row.status == "succeeded"

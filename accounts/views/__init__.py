@@ -1,8 +1,17 @@
-"""The web pages: sign-up and sign-in, API keys, members and the organization.
+"""The web pages: sign-up and sign-in, API keys, members and the organization, webhooks,
+usage and the operator dashboard.
 
-Views are thin: they parse a form, call a service from accounts.services or
-accounts.members, and render. The services raise the project's API errors; pages show
-them as messages (400, 403) or as a 404 page (another tenant's ids).
+- auth.py, signin.py    sign-up, invitations, organizations; Django's sign-in and
+                        password reset, throttled
+- keys.py, members.py, webhooks.py, usage.py   the pages of the organization
+- forms.py              their forms; charts.py the usage charts (inline SVG)
+- context_processors.py what every page's header needs
+- urls.py               the routes (included by imagehub/urls.py)
+
+Views are thin: they parse a form, call a service from the domain modules of accounts/
+(services, members, webhooks) and render. The services raise the project's API errors;
+pages show them as messages (400, 403) or as a 404 page (another tenant's ids). Pages never
+import the REST API (accounts/api/), nor it them.
 """
 
 from __future__ import annotations

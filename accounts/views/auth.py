@@ -1,6 +1,7 @@
 """Sign-up, organization switching and creation, and accepting an invitation.
 
-Sign-in, sign-out and password reset are Django's own views (see accounts/page_urls.py).
+Sign-in, sign-out and password reset are Django's own views (accounts/views/signin.py
+throttles them; accounts/views/urls.py routes them).
 """
 
 from __future__ import annotations
@@ -8,25 +9,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import members, services
-from accounts.forms import OrganizationForm, SignUpForm
 from accounts.models import Membership
 from accounts.selectors import SESSION_ORG_KEY
+from accounts.views.forms import OrganizationForm, SignUpForm
 from imagehub.errors import APIError
-
-
-def _pending_invitation(token: str | None):
-    if not token:
-        return None
-    try:
-        invitation = members.invitation_find(token=token)
-    except APIError:
-        return None
-    return invitation if invitation.status == "pending" else None
 
 
 def signup(request):
@@ -35,23 +25,17 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("keys")
     token = request.GET.get("invite") or request.POST.get("invite")
-    invitation = _pending_invitation(token)
+    invitation = members.invitation_find_pending(token=token)
     form = SignUpForm(
         request.POST or None, initial={"email": invitation.email} if invitation else None
     )
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            user = form.save()
-            org_name = form.cleaned_data["organization"].strip()
-            if invitation is not None and user.email == invitation.email:
-                membership = members.invitation_accept(token=token, user=user)
-                org = membership.organization
-                if org_name:
-                    org = services.organization_create(name=org_name, owner=user)
-            else:
-                org = services.organization_create(
-                    name=org_name or f"{user.email.split('@')[0]}'s organization", owner=user
-                )
+        user, org = services.user_sign_up(
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+            organization_name=form.cleaned_data["organization"],
+            invitation_token=token,
+        )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session[SESSION_ORG_KEY] = org.pk
         messages.success(request, f"Welcome to imagehub. You are in {org.name}.")

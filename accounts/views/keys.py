@@ -15,8 +15,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services, usage
-from accounts.forms import KeyCreateForm, KeyEditForm, KeyRotateForm
 from accounts.views import org_page
+from accounts.views.forms import KeyCreateForm, KeyEditForm, KeyRotateForm
 
 
 def _render_keys(request, caller, *, form=None, revealed=None, status=200):

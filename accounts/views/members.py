@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts import members, selectors
-from accounts.forms import InviteForm, OrganizationForm, RoleForm
 from accounts.models import Membership
 from accounts.views import org_page
+from accounts.views.forms import InviteForm, OrganizationForm, RoleForm
 
 
 def _render_members(request, caller, *, invite_form=None, status=200):

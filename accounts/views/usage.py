@@ -9,9 +9,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from accounts import charts, dashboards, usage
+from accounts import dashboards, usage
 from accounts.hooks import hooks
-from accounts.views import org_page
+from accounts.views import charts, org_page
 
 MAX_DAYS = 366
 

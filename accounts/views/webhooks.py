@@ -2,7 +2,7 @@
 once, rotatable with a grace period) and the delivery log with a redeliver button.
 
 Owners and admins change things; members see the settings and the log. The rules and
-the writes are accounts.webhooks'.
+the writes are accounts/webhooks/'s (endpoints.py, delivery.py).
 """
 
 from __future__ import annotations
@@ -11,17 +11,23 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts import selectors, webhook_delivery, webhooks
-from accounts.forms import WebhookForm, WebhookRotateForm
+from accounts import selectors
 from accounts.views import org_page
-from accounts.webhook_signing import redacted
+from accounts.views.forms import WebhookForm, WebhookRotateForm
+from accounts.webhooks.delivery import delivery_list, delivery_redeliver
+from accounts.webhooks.endpoints import (
+    webhook_endpoint_get,
+    webhook_endpoint_set,
+    webhook_secret_rotate,
+)
+from accounts.webhooks.signing import redacted
 from imagehub.errors import InvalidRequest, PermissionError_
 
 LOG_ROWS = 50
 
 
 def _render(request, caller, *, form=None, revealed=None, status=200):
-    endpoint = webhooks.webhook_endpoint_get(organization_id=caller.organization.pk)
+    endpoint = webhook_endpoint_get(organization_id=caller.organization.pk)
     if form is None:
         initial = {"url": endpoint.url, "events": endpoint.events} if endpoint else {}
         form = WebhookForm(initial=initial)
@@ -35,9 +41,7 @@ def _render(request, caller, *, form=None, revealed=None, status=200):
             "form": form,
             "rotate_form": WebhookRotateForm(),
             "can_edit": caller.role in selectors.MANAGER_ROLES,
-            "deliveries": webhook_delivery.delivery_list(organization=caller.organization)[
-                :LOG_ROWS
-            ],
+            "deliveries": delivery_list(organization=caller.organization)[:LOG_ROWS],
             "revealed": revealed,
         },
         status=status,
@@ -61,7 +65,7 @@ def webhook_page(request, caller):
     if not form.is_valid():
         return _render(request, caller, form=form, status=400)
     try:
-        endpoint, secret = webhooks.webhook_endpoint_set(
+        endpoint, secret = webhook_endpoint_set(
             organization=caller.organization,
             url=form.cleaned_data["url"],
             events=form.cleaned_data["events"],
@@ -83,7 +87,7 @@ def webhook_rotate(request, caller):
     if not form.is_valid():
         messages.error(request, "Choose when the old secret stops signing.")
         return redirect("webhooks")
-    endpoint, secret = webhooks.webhook_secret_rotate(
+    endpoint, secret = webhook_secret_rotate(
         organization=caller.organization, grace_seconds=form.cleaned_data["grace_seconds"]
     )
     return _render(request, caller, revealed={"secret": secret, "new": False})
@@ -93,7 +97,7 @@ def webhook_rotate(request, caller):
 @org_page(back="webhooks")
 def webhook_redeliver(request, caller, pk: int):
     _check_manager(caller)
-    delivery = webhook_delivery.delivery_redeliver(organization=caller.organization, delivery_id=pk)
+    delivery = delivery_redeliver(organization=caller.organization, delivery_id=pk)
     messages.success(
         request, f"Sending the {delivery.event} event of {delivery.generation_id} again."
     )

@@ -12,7 +12,8 @@ import re
 from django.conf import settings
 from rest_framework import serializers
 
-from accounts import webhooks
+from accounts.webhooks import endpoints
+from accounts.webhooks.events import EVENTS
 from generations.catalog import QUALITIES, ModelSpec, get_model
 from imagehub.errors import InvalidRequest, NotFound
 
@@ -78,7 +79,7 @@ class WebhookEventsField(serializers.ListField):
     """A JSON list, repeated form fields, or one comma-separated form field."""
 
     def __init__(self, **kwargs):
-        super().__init__(child=serializers.ChoiceField(choices=webhooks.EVENTS), **kwargs)
+        super().__init__(child=serializers.ChoiceField(choices=EVENTS), **kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, str):
@@ -134,7 +135,7 @@ class GenerationRequestSerializer(StrictSerializer):
         "default: the organization's webhook, if set.",
     )  # fmt: skip
     webhook_events = WebhookEventsField(
-        required=False, allow_null=True, max_length=len(webhooks.EVENTS),
+        required=False, allow_null=True, max_length=len(EVENTS),
         help_text="Which events to send: queued, started, partial, completed, failed, "
         "canceled (default: the organization's choice, else all).",
     )  # fmt: skip
@@ -143,12 +144,12 @@ class GenerationRequestSerializer(StrictSerializer):
         if not value:
             return ""
         try:
-            value = webhooks.webhook_url_check(value, param="webhook")
+            value = endpoints.webhook_url_check(value, param="webhook")
         except InvalidRequest as exc:
             raise serializers.ValidationError(exc.message) from exc
         request = self.context.get("request")
         organization = getattr(getattr(request, "auth", None), "organization", None)
-        if organization is not None and not webhooks.webhook_endpoint_get(
+        if organization is not None and not endpoints.webhook_endpoint_get(
             organization_id=organization.pk
         ):
             raise serializers.ValidationError(
@@ -199,7 +200,7 @@ class GenerationRequestSerializer(StrictSerializer):
             "partial_images": attrs.get("partial_images") or 0,
             "webhook": attrs.get("webhook") or "",
             "webhook_events": tuple(
-                webhooks.webhook_events_check(attrs.get("webhook_events") or [])
+                endpoints.webhook_events_check(attrs.get("webhook_events") or [])
             ),
         }
 

@@ -13,7 +13,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts import ratelimit
-from accounts.authentication import HasAPIKey, HasGenerateScope
+from accounts.api.authentication import HasAPIKey, HasGenerateScope
 from accounts.idempotency import from_request as idempotency_from
 from generations import notify, presenters, selectors
 from generations.api import listing, replies

@@ -196,7 +196,7 @@ def test_has_generate_scope_refuses_manage_keys(tenant):
     from rest_framework.test import APIRequestFactory, force_authenticate
     from rest_framework.views import APIView
 
-    from accounts.authentication import HasGenerateScope
+    from accounts.api.authentication import HasGenerateScope
 
     class ImageLike(APIView):
         permission_classes = [HasGenerateScope]

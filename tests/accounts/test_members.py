@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts import members
 from accounts.models import Invitation, Membership
 from accounts.selectors import Caller
-from accounts.services import user_get_or_create
+from accounts.services import user_get_or_create, user_sign_up
 from imagehub.errors import InvalidRequest, NotFound, PermissionError_
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +49,28 @@ def test_invitation_is_emailed_and_accepted_once(tenant, django_capture_on_commi
     assert joined.organization == tenant.org and joined.role == Role.ADMIN
     with pytest.raises(InvalidRequest, match="accepted"):
         members.invitation_accept(token=token, user=person)
+
+
+def test_signing_up_with_an_invitation_joins_it_and_without_one_makes_an_organization(tenant):
+    _, token = members.invitation_create(
+        caller=caller(tenant, tenant.user), email="ann@example.com", role=Role.ADMIN
+    )
+    # For another address the invitation does nothing: a first organization of one's own.
+    bob, bobs = user_sign_up(email="bob@example.com", password="pw", invitation_token=token)
+    assert bobs.name == "bob's organization" and bobs != tenant.org
+    assert [m.organization for m in bob.memberships.all()] == [bobs]
+    # For its address: a member of the inviting organization, starting there...
+    ann, start = user_sign_up(email="ann@example.com", password="pw", invitation_token=token)
+    assert start == tenant.org and membership(tenant, ann).role == Role.ADMIN
+    assert ann.check_password("pw") and members.invitation_find_pending(token=token) is None
+    # ...or, naming an organization of one's own too, starting in that one.
+    _, token = members.invitation_create(caller=caller(tenant, tenant.user), email="cy@example.com")
+    cy, start = user_sign_up(
+        email="cy@example.com", password="pw", organization_name=" Cy Ltd ", invitation_token=token
+    )
+    assert start.name == "Cy Ltd" and start != tenant.org
+    assert Membership.objects.get(organization=start, user=cy).role == Role.OWNER
+    assert membership(tenant, cy).role == Role.MEMBER
 
 
 def test_invitation_expires(tenant):

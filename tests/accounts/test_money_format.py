@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.template import Context, Template
 
-from accounts.charts import stacked_bars
 from accounts.money import credits_number, format_credits, format_micro_credits
+from accounts.views.charts import stacked_bars
 
 
 @pytest.mark.parametrize(

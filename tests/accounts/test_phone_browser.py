@@ -10,9 +10,12 @@ import pytest
 
 from accounts import members
 from accounts.ledger import credits_adjust
-from accounts.models import Membership, User, WebhookDelivery
+from accounts.models import Membership, User
 from accounts.selectors import Caller
 from accounts.services import api_key_create, organization_create
+from accounts.webhooks.delivery import sender
+from accounts.webhooks.endpoints import webhook_endpoint_set
+from accounts.webhooks.models import WebhookDelivery
 from tests.accounts.conftest import browser_page
 from tests.conftest import Tenant
 
@@ -51,7 +54,7 @@ def phone(monkeypatch):
 @pytest.fixture
 def workspace():
     """An owner with a long email, in an organization with traffic, several keys, a
-    pending invitation and a failed webhook delivery; its balance is then spent to 0,
+    pending invitation and failed webhook deliveries; its balance is then spent to 0,
     so every page also carries the zero-balance banner. Returns (user, invitation token).
     """
     tenant = Tenant("acme")
@@ -66,22 +69,18 @@ def workspace():
         allowed_models=["demo-sd", "demo-flux"],
         limits={"rpm_limit": 600, "max_concurrent": 4, "monthly_spend_cap": 12_500_000},
     )
+    # The default webhook names a host that resolves to loopback: each generation's
+    # "completed" delivery is refused at its first attempt and fails.
+    webhook_endpoint_set(
+        organization=tenant.org,
+        url="http://localhost:9/imagehub/a-rather-long-path/that-goes-on?and=on",
+        events=["completed"],
+    )
     for body in ({"prompt": "a", "n": 2, "size": "64x64"}, {"prompt": "b", "model": "demo-flux"}):
         response = tenant.client().post("/v1/images/generations", body, format="json")
         assert response.status_code == 200, response.content
-    WebhookDelivery.objects.create(
-        organization=tenant.org,
-        generation_id="gen_0123456789abcdefghijklmn",
-        event="generation.completed",
-        url="https://hooks.example.com/imagehub/a-rather-long-path/that-goes-on?and=on",
-        msg_id="msg_phone_test",
-        body="{}",
-        status=WebhookDelivery.Status.FAILED,
-        attempts=8,
-        retry_until="2030-01-01T00:00:00Z",
-        last_status_code=502,
-        last_error="upstream answered 502 Bad Gateway after 10.0 s; giving up after 8 tries",
-    )
+    assert sender.wait_idle(10)
+    assert [d.status for d in WebhookDelivery.objects.all()] == ["failed", "failed"]
     caller = Caller(organization=tenant.org, user=user, role=Membership.Role.OWNER)
     _, token = members.invitation_create(caller=caller, email="new.colleague@example.org")
     tenant.org.refresh_from_db()

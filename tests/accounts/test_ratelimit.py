@@ -74,3 +74,33 @@ def test_max_concurrent_generations(tenant, monkeypatch):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert post(client).status_code == 202
+
+
+def test_the_fixed_window_counter_counts_per_counter_and_survives_an_expiry(monkeypatch):
+    """window_count, the one counter behind the per-key limit and the sign-in throttle."""
+    import uuid
+
+    from django.core.cache import cache
+
+    from accounts.ratelimit import window_count
+
+    a, b = f"test:{uuid.uuid4().hex}:a", f"test:{uuid.uuid4().hex}:b"
+    assert [window_count(a, window_seconds=60) for _ in range(3)] == [1, 2, 3]
+    assert window_count(b, window_seconds=60) == 1
+    assert cache.get(a) == 3
+
+    # The entry expires between the add and the incr: the count starts again at 1.
+    c = f"test:{uuid.uuid4().hex}:c"
+    real_add, expired = cache.add, []
+
+    def add_then_expire(key, value, timeout=None):
+        added = real_add(key, value, timeout=timeout)
+        if not expired:
+            expired.append(key)
+            cache.delete(key)
+        return added
+
+    monkeypatch.setattr(cache, "add", add_then_expire)
+    assert window_count(c, window_seconds=60) == 1
+    assert expired == [c] and cache.get(c) == 1
+    assert window_count(c, window_seconds=60) == 2

@@ -13,8 +13,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import webhook_delivery, webhook_http, webhook_signing, webhooks
-from accounts.models import Membership, WebhookDelivery
+from accounts.models import Membership
+from accounts.webhooks import delivery, endpoints, http, signing
+from accounts.webhooks.models import WebhookDelivery
 from generations.models import Generation
 from generations.services import generation_cancel, generation_fail
 from generations.worker.jobs import run_generation
@@ -46,7 +47,7 @@ def private_ok(settings):
 @pytest.fixture
 def endpoint(tenant):
     """The tenant's webhook settings with a signing secret and no default URL."""
-    endpoint, secret = webhooks.webhook_endpoint_set(organization=tenant.org)
+    endpoint, secret = endpoints.webhook_endpoint_set(organization=tenant.org)
     return endpoint
 
 
@@ -54,17 +55,25 @@ def deliveries(**filters):
     return list(WebhookDelivery.objects.filter(**filters).order_by("pk"))
 
 
+def attempt(row: WebhookDelivery, *, at: datetime | None = None) -> WebhookDelivery:
+    """One attempt of a delivery, claimed and made the way a sender makes it, at `at`."""
+    at = at or timezone.now()
+    claimed = delivery.delivery_claim(delivery_id=row.pk, now=at)
+    assert claimed is not None, "the delivery was not due"
+    return delivery.delivery_attempt(delivery=claimed, now=at)
+
+
 # --- signing -----------------------------------------------------------------------------
 
 
 def test_signature_matches_the_standard_webhooks_test_vector():
-    sig = webhook_signing.sign(
+    sig = signing.sign(
         VECTOR_SECRET, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP, body=VECTOR_BODY
     )
     assert sig == VECTOR_SIGNATURE
     # Without the prefix, and unpadded, the key is the same.
     assert (
-        webhook_signing.sign(
+        signing.sign(
             VECTOR_SECRET.removeprefix("whsec_"),
             msg_id=VECTOR_ID,
             timestamp=VECTOR_TIMESTAMP,
@@ -72,25 +81,25 @@ def test_signature_matches_the_standard_webhooks_test_vector():
         )
         == VECTOR_SIGNATURE
     )
-    assert webhook_signing.verify(
+    assert signing.verify(
         VECTOR_SECRET,
         msg_id=VECTOR_ID,
         timestamp=VECTOR_TIMESTAMP,
         body=VECTOR_BODY.encode(),
         header=f"v1,bm90IGl0 {VECTOR_SIGNATURE}",
     )
-    assert not webhook_signing.verify(
+    assert not signing.verify(
         VECTOR_SECRET, msg_id=VECTOR_ID, timestamp=VECTOR_TIMESTAMP + 1, body=VECTOR_BODY,
         header=VECTOR_SIGNATURE,
     )  # fmt: skip
 
 
 def test_new_secrets_are_whsec_base64_of_24_random_bytes():
-    a, b = webhook_signing.new_secret(), webhook_signing.new_secret()
+    a, b = signing.new_secret(), signing.new_secret()
     assert a.startswith("whsec_") and a != b
     assert len(base64.b64decode(a.removeprefix("whsec_"))) == 24
     with pytest.raises(ValueError):
-        webhook_signing.secret_key("whsec_")
+        signing.secret_key("whsec_")
 
 
 # --- outbound safety ---------------------------------------------------------------------
@@ -107,12 +116,12 @@ def test_new_secrets_are_whsec_base64_of_24_random_bytes():
     ],
 )  # fmt: skip
 def test_private_loopback_link_local_multicast_reserved_addresses_are_refused(address):
-    assert webhook_http.address_refused(address)
+    assert http.address_refused(address)
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"])
 def test_public_addresses_pass(address):
-    assert webhook_http.address_refused(address) is None
+    assert http.address_refused(address) is None
 
 
 @pytest.mark.parametrize(
@@ -128,8 +137,8 @@ def test_public_addresses_pass(address):
     ],
 )
 def test_post_refuses_forbidden_destinations(url):
-    with pytest.raises(webhook_http.DestinationRefused):
-        webhook_http.post(url, b"{}", {}, timeout=1, max_response_bytes=10)
+    with pytest.raises(http.DestinationRefused):
+        http.post(url, b"{}", {}, timeout=1, max_response_bytes=10)
 
 
 def test_a_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
@@ -140,21 +149,21 @@ def test_a_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
             (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port)),
         ]
 
-    monkeypatch.setattr(webhook_http.socket, "getaddrinfo", fake_getaddrinfo)
-    with pytest.raises(webhook_http.DestinationRefused, match="10.0.0.7"):
-        webhook_http.post("https://hooks.example.com/x", b"{}", {}, timeout=1, max_response_bytes=1)
+    monkeypatch.setattr(http.socket, "getaddrinfo", fake_getaddrinfo)
+    with pytest.raises(http.DestinationRefused, match="10.0.0.7"):
+        http.post("https://hooks.example.com/x", b"{}", {}, timeout=1, max_response_bytes=1)
 
 
 @pytest.mark.parametrize(
     "url", ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http:///x"]
 )
 def test_only_plain_http_and_https_urls(url):
-    with pytest.raises(webhook_http.DestinationRefused):
-        webhook_http.check_url(url)
+    with pytest.raises(http.DestinationRefused):
+        http.check_url(url)
 
 
 def test_redirects_are_not_followed(receiver):
-    answer = webhook_http.post(
+    answer = http.post(
         f"{receiver.url}/redirect", b"{}", {}, timeout=2, max_response_bytes=100,
         allow_private=True,
     )  # fmt: skip
@@ -163,11 +172,11 @@ def test_redirects_are_not_followed(receiver):
 
 
 def test_the_answer_is_read_up_to_the_cap_and_slow_receivers_time_out(receiver):
-    big = webhook_http.post(
+    big = http.post(
         f"{receiver.url}/big", b"{}", {}, timeout=5, max_response_bytes=1000, allow_private=True
     )
     assert big.ok and len(big.body) == 1000
-    slow = webhook_http.post(
+    slow = http.post(
         f"{receiver.url}/slow/3", b"{}", {}, timeout=0.3, max_response_bytes=10, allow_private=True
     )
     assert slow.status is None and "timed out" in slow.error.lower()
@@ -177,7 +186,7 @@ def test_connection_refused_is_an_answer_not_an_exception():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
-    answer = webhook_http.post(
+    answer = http.post(
         f"http://127.0.0.1:{port}/", b"{}", {}, timeout=1, max_response_bytes=1, allow_private=True
     )
     assert answer.status is None and "connect" in answer.error
@@ -303,7 +312,7 @@ def test_partial_images_are_reported_once(make_generation, endpoint):
 
 
 def test_the_organization_default_webhook_and_its_events(tenant, make_generation):
-    webhooks.webhook_endpoint_set(
+    endpoints.webhook_endpoint_set(
         organization=tenant.org, url="https://default.example.com/h", events=["completed"]
     )
     generation = make_generation()
@@ -330,7 +339,7 @@ def test_the_delivery_commits_with_the_state_change_or_not_at_all(make_generatio
 
 def verify_received(received, secret: str) -> dict:
     headers = received.headers
-    assert webhook_signing.verify(
+    assert signing.verify(
         secret,
         msg_id=headers["webhook-id"],
         timestamp=int(headers["webhook-timestamp"]),
@@ -345,17 +354,17 @@ def test_a_due_delivery_is_sent_signed_by_the_recovery_step(
 ):
     """What a restarted process does: deliveries written before it died (whose first
     attempt never happened) are found and sent."""
-    endpoint, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    endpoint, secret = endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
     generation = make_generation(webhook_events=("queued",))
     [row] = deliveries()
     assert row.status == "pending" and row.attempts == 0  # nobody sent it
-    assert webhook_delivery.deliveries_due(inline=True) == 1
+    assert delivery.deliveries_due(inline=True) == 1
     [received] = receiver.wait_for(1)
     body = verify_received(received, secret)
     assert body["data"]["id"] == generation.id and received.headers["webhook-id"] == row.msg_id
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_status_code) == ("succeeded", 1, 204)
-    assert webhook_delivery.deliveries_due(inline=True) == 0
+    assert delivery.deliveries_due(inline=True) == 0
 
 
 def test_failed_attempts_back_off_exponentially_for_the_retry_window(
@@ -364,20 +373,20 @@ def test_failed_attempts_back_off_exponentially_for_the_retry_window(
     private_ok.WEBHOOK_RETRY_BASE_SECONDS = 5
     private_ok.WEBHOOK_RETRY_MAX_SECONDS = 3600
     private_ok.WEBHOOK_RETRY_WINDOW_HOURS = 24
-    webhooks.webhook_endpoint_set(organization=tenant.org, url=f"{receiver.url}/status/503")
+    endpoints.webhook_endpoint_set(organization=tenant.org, url=f"{receiver.url}/status/503")
     make_generation(webhook_events=("queued",))
     [row] = deliveries()
     t = row.created_at
     gaps = []
     while True:
-        assert webhook_delivery.deliveries_due(now=t, inline=True) == 1
+        assert delivery.deliveries_due(now=t, inline=True) == 1
         row.refresh_from_db()
         if row.status != "pending":
             break
         gap = (row.next_attempt_at - t).total_seconds()
         gaps.append(gap)
         # Not due a moment before its time, due at it.
-        assert webhook_delivery.deliveries_due(now=row.next_attempt_at - timedelta(seconds=1)) == 0
+        assert delivery.deliveries_due(now=row.next_attempt_at - timedelta(seconds=1)) == 0
         t = row.next_attempt_at
     assert row.status == "failed" and row.last_status_code == 503
     assert 5 <= gaps[0] <= 5.5 and 10 <= gaps[1] <= 11 and 20 <= gaps[2] <= 22
@@ -386,7 +395,7 @@ def test_failed_attempts_back_off_exponentially_for_the_retry_window(
     assert row.attempts == len(gaps) + 1 < 50
     assert len(receiver.wait_for(row.attempts)) == row.attempts
     # Redeliver: due again at once, same webhook-id, a fresh window.
-    webhook_delivery.delivery_redeliver(organization=tenant.org, delivery_id=row.pk)
+    delivery.delivery_redeliver(organization=tenant.org, delivery_id=row.pk)
     row.refresh_from_db()
     assert row.status == "pending" and row.retry_until > timezone.now() + timedelta(hours=23)
 
@@ -394,41 +403,44 @@ def test_failed_attempts_back_off_exponentially_for_the_retry_window(
 def test_a_sender_that_died_mid_attempt_leaves_the_delivery_due_after_its_lease(
     make_generation, tenant, receiver, private_ok
 ):
-    webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
     make_generation(webhook_events=("queued",))
     [row] = deliveries()
     now = timezone.now()
-    assert webhook_delivery.delivery_claim(delivery_id=row.pk, now=now) is not None  # ...then died
-    assert webhook_delivery.deliveries_due(now=now + timedelta(seconds=5), inline=True) == 0
-    assert webhook_delivery.deliveries_due(now=now + timedelta(minutes=5), inline=True) == 1
+    assert delivery.delivery_claim(delivery_id=row.pk, now=now) is not None  # ...then died
+    assert delivery.deliveries_due(now=now + timedelta(seconds=5), inline=True) == 0
+    assert delivery.deliveries_due(now=now + timedelta(minutes=5), inline=True) == 1
     row.refresh_from_db()
     assert (row.status, row.attempts) == ("succeeded", 2)
     # The stale attempt cannot overwrite what the newer one recorded.
     row.attempts = 1
-    webhook_delivery._record(row, now=None, code=500, error="late")
+    delivery._record(row, now=None, code=500, error="late")
     row.refresh_from_db()
     assert row.status == "succeeded"
 
 
 def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_generation):
-    webhooks.webhook_endpoint_set(organization=tenant.org, url="http://localhost:9/hook")
+    endpoints.webhook_endpoint_set(organization=tenant.org, url="http://localhost:9/hook")
     make_generation(webhook_events=("queued",))
-    assert webhook_delivery.deliveries_due(inline=True) == 1
+    assert delivery.deliveries_due(inline=True) == 1
     [row] = deliveries()
     assert row.status == "failed" and row.last_error.startswith("refused")
 
 
-def test_finished_deliveries_are_deleted_after_the_retention(tenant, make_generation, settings):
-    settings.WEBHOOK_RETENTION_DAYS = 30
-    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
-    for _ in range(3):
-        make_generation(webhook_events=("queued",))
+def test_finished_deliveries_are_deleted_after_the_retention(
+    make_generation, endpoint, receiver, private_ok
+):
+    private_ok.WEBHOOK_RETENTION_DAYS = 30
+    for url in (receiver.url, f"{receiver.url}/status/500", f"{receiver.url}/status/500"):
+        make_generation(webhook=url, webhook_events=("queued",))
     done, failed, pending = deliveries()
-    WebhookDelivery.objects.filter(pk=done.pk).update(status="succeeded")
-    WebhookDelivery.objects.filter(pk=failed.pk).update(status="failed")
+    attempt(done)  # answered 204
+    attempt(failed, at=failed.retry_until)  # answered 500 at the end of its retry window
+    attempt(pending)  # answered 500, retried later
+    assert [d.status for d in deliveries()] == ["succeeded", "failed", "pending"]
     later = timezone.now() + timedelta(days=31)
-    assert webhook_delivery.deliveries_purge(now=timezone.now()) == 0
-    assert webhook_delivery.deliveries_purge(now=later) == 2
+    assert delivery.deliveries_purge(now=timezone.now()) == 0
+    assert delivery.deliveries_purge(now=later) == 2
     assert deliveries() == [pending]  # still being retried: kept
 
 
@@ -438,24 +450,24 @@ def test_finished_deliveries_are_deleted_after_the_retention(tenant, make_genera
 def test_rotation_signs_with_both_secrets_during_the_grace_period(
     tenant, make_generation, receiver, private_ok
 ):
-    endpoint, old = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    endpoint, old = endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
     assert (
-        old and webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)[1] is None
+        old and endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)[1] is None
     )
-    endpoint, new = webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=3600)
+    endpoint, new = endpoints.webhook_secret_rotate(organization=tenant.org, grace_seconds=3600)
     assert new != old and endpoint.signing_secrets() == [new, old]
     make_generation(webhook_events=("queued",))
-    webhook_delivery.deliveries_due(inline=True)
+    delivery.deliveries_due(inline=True)
     [received] = receiver.wait_for(1)
     assert len(received.headers["webhook-signature"].split()) == 2
     verify_received(received, old)
     verify_received(received, new)
     # After the grace period only the new secret signs; rotating again ends a grace now.
     assert endpoint.signing_secrets(timezone.now() + timedelta(hours=2)) == [new]
-    endpoint, newest = webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=0)
+    endpoint, newest = endpoints.webhook_secret_rotate(organization=tenant.org, grace_seconds=0)
     assert endpoint.signing_secrets(timezone.now() + timedelta(seconds=1)) == [newest]
     with pytest.raises(Exception, match="grace_seconds"):
-        webhooks.webhook_secret_rotate(organization=tenant.org, grace_seconds=-1)
+        endpoints.webhook_secret_rotate(organization=tenant.org, grace_seconds=-1)
 
 
 # --- the management API ------------------------------------------------------------------
@@ -481,16 +493,24 @@ def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generati
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "url"
     assert client.put("/v1/webhook", {"nope": 1}, format="json").status_code == 400
 
+    # A name that resolves to loopback: every attempt is refused, and fails at once.
+    refused = client.put("/v1/webhook", {"url": "http://localhost:9/hook"}, format="json")
+    assert refused.status_code == 200
     for _ in range(3):
         make_generation()
+    assert delivery.deliveries_due(inline=True) == 3
     listed = client.get("/v1/webhook/deliveries?limit=2").json()
     assert [d["event"] for d in listed["data"]] == ["queued", "queued"] and listed["has_more"]
+    assert [d["status"] for d in listed["data"]] == ["failed", "failed"]
     rest = client.get(f"/v1/webhook/deliveries?before={listed['next_before']}").json()
     assert len(rest["data"]) == 1 and not rest["has_more"]
     delivery_id = rest["data"][0]["id"]
-    WebhookDelivery.objects.filter(pk=delivery_id).update(status="failed", next_attempt_at=None)
+    assert rest["data"][0]["last_error"].startswith("refused")
+    assert client.get("/v1/webhook/deliveries?status=pending").json()["data"] == []
     redone = client.post(f"/v1/webhook/deliveries/{delivery_id}/redeliver")
     assert redone.status_code == 200 and redone.json()["status"] == "pending"
+    [pending] = client.get("/v1/webhook/deliveries?status=pending").json()["data"]
+    assert pending["id"] == delivery_id and pending["msg_id"] == rest["data"][0]["msg_id"]
     assert client.get("/v1/webhook/deliveries?status=bogus").status_code == 400
     # Rotate and redeliver are actions: nothing else is answered there.
     assert client.put("/v1/webhook/rotate", {"url": ""}, format="json").status_code == 405
@@ -505,7 +525,7 @@ def test_members_read_but_do_not_change_webhooks_and_tenants_are_apart(
     assert client.get("/v1/webhook").status_code == 200
     assert client.put("/v1/webhook", {"url": ""}, format="json").status_code == 403
     assert client.post("/v1/webhook/rotate", {}, format="json").status_code == 403
-    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://a.example.com/")
+    endpoints.webhook_endpoint_set(organization=tenant.org, url="https://a.example.com/")
     make_generation()
     [row] = deliveries()
     other = other_tenant.manage_client()
@@ -524,7 +544,9 @@ def test_openapi_documents_the_webhook_api_and_fields(client):
 # --- the page ------------------------------------------------------------------------------
 
 
-def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant, make_generation):
+def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(
+    tenant, make_generation, receiver, settings
+):
     from django.test import Client
 
     browser = Client()
@@ -534,14 +556,14 @@ def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant
     saved = browser.post(
         "/webhooks/", {"url": "https://hooks.example.com/p", "events": ["queued", "completed"]}
     )
-    endpoint = webhooks.webhook_endpoint_get(organization_id=tenant.org.pk)
+    endpoint = endpoints.webhook_endpoint_get(organization_id=tenant.org.pk)
     assert saved.status_code == 200 and endpoint.secret.encode() in saved.content
     assert saved["Cache-Control"] == "no-store"
     assert endpoint.url == "https://hooks.example.com/p"
     assert endpoint.events == ["queued", "completed"]
     later = browser.get("/webhooks/")
     assert endpoint.secret.encode() not in later.content
-    assert webhook_signing.redacted(endpoint.secret).encode() in later.content
+    assert signing.redacted(endpoint.secret).encode() in later.content
     bad = browser.post("/webhooks/", {"url": "http://127.0.0.1/x"})
     assert bad.status_code == 400 and b"loopback" in bad.content
 
@@ -549,11 +571,13 @@ def test_the_page_sets_the_default_reveals_the_secret_once_and_redelivers(tenant
     endpoint.refresh_from_db()
     assert endpoint.secret.encode() in rotated.content and b"signs too until" in rotated.content
 
-    make_generation()
+    # A generation whose own webhook answers 500, tried until its retry window ends.
+    make_generation(webhook=f"{receiver.url}/status/500", webhook_events=("queued",))
     [row] = deliveries()
-    WebhookDelivery.objects.filter(pk=row.pk).update(
-        status="failed", last_status_code=500, attempts=7, next_attempt_at=None
-    )
+    settings.WEBHOOK_ALLOW_PRIVATE = True  # the receiver listens on loopback
+    attempt(row)
+    row = attempt(row, at=row.retry_until)
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", 2, 500)
     log = browser.get("/webhooks/").content.decode()
     assert row.generation_id in log and "failed" in log and "500" in log and "Redeliver" in log
     browser.post(f"/webhooks/deliveries/{row.pk}/redeliver/")
@@ -582,16 +606,16 @@ def test_the_readme_verification_snippet_verifies_a_real_delivery(
     exec(snippet, namespace)  # noqa: S102 - our own README
     verify_webhook = namespace["verify_webhook"]
 
-    _, secret = webhooks.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
+    _, secret = endpoints.webhook_endpoint_set(organization=tenant.org, url=receiver.url)
     generation = make_generation(webhook_events=("queued",))
-    webhook_delivery.deliveries_due(inline=True)
+    delivery.deliveries_due(inline=True)
     [received] = receiver.wait_for(1)
     event = verify_webhook(secret, received.headers, received.body)
     assert event["data"]["id"] == generation.id
     with pytest.raises(ValueError):
         verify_webhook(secret, received.headers, received.body + b" ")
     with pytest.raises(ValueError):
-        verify_webhook(webhook_signing.new_secret(), received.headers, received.body)
+        verify_webhook(signing.new_secret(), received.headers, received.body)
 
 
 def test_staff_see_every_delivery_in_the_admin(tenant, make_generation):
@@ -599,7 +623,7 @@ def test_staff_see_every_delivery_in_the_admin(tenant, make_generation):
 
     from accounts.models import User
 
-    webhooks.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
+    endpoints.webhook_endpoint_set(organization=tenant.org, url="https://h.example.com/")
     generation = make_generation()
     staff = Client()
     staff.force_login(User.objects.create_superuser(email="staff@example.com", password="x"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from accounts import webhook_signing
-from accounts.models import WebhookDelivery
+from accounts.webhooks import signing as webhook_signing
+from accounts.webhooks.models import WebhookDelivery
 from tests.conftest import Tenant
 from tests.webhook_receiver import Receiver
 

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image, ImageChops
 
+from generations import services
 from generations.models import GeneratedImage, Generation
 from generations.worker.jobs import run_generation
 
@@ -43,20 +44,22 @@ def test_redelivered_message_does_nothing_twice(queued):
 
 
 def silence(generation, seconds: float = 60) -> None:
-    """The job's worker stopped answering `seconds` ago (it died)."""
+    """The job's worker stopped answering `seconds` ago (it died): time passes without
+    a heartbeat for the job it had claimed."""
+    assert Generation.objects.get(pk=generation.pk).status == "running"
     Generation.objects.filter(pk=generation.pk).update(
-        status="running", heartbeat_at=timezone.now() - timedelta(seconds=seconds)
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds)
     )
 
 
 def test_running_job_with_a_live_heartbeat_is_left_alone(queued):
     generation = queued()
-    Generation.objects.filter(pk=generation.pk).update(
-        status="running", heartbeat_at=timezone.now()
-    )
+    # Another worker claimed it and is alive; the message comes again (a redelivery).
+    assert services.generation_claim(generation_id=generation.id, worker="alive:1")
     run_generation(generation_id=generation.id)
     generation.refresh_from_db()
     assert generation.status == "running" and generation.images.count() == 0
+    assert generation.worker == "alive:1" and generation.attempts == 1
 
 
 def test_worker_died_after_saving_images(queued, monkeypatch):
@@ -91,17 +94,30 @@ def test_worker_died_after_saving_images(queued, monkeypatch):
     assert files_of(generation) == saved
 
 
-def test_worker_died_halfway_generates_only_the_missing_image(queued):
+def test_worker_died_halfway_generates_only_the_missing_image(queued, monkeypatch):
+    from generations.worker import jobs as runner
+
+    reference_job = queued()  # the same request and seed, run to the end
+    run_generation(generation_id=reference_job.id)
+    reference = reference_job.images.get(index=1).file.read()
     generation = queued()
-    run_generation(generation_id=generation.id)
+    real_save = runner.services.generation_save_image
+
+    def die_at_the_second_image(**kwargs):
+        if kwargs["index"] == 1:
+            raise SystemExit("worker killed after storing the first image")
+        return real_save(**kwargs)
+
+    monkeypatch.setattr(runner.services, "generation_save_image", die_at_the_second_image)
+    with pytest.raises(SystemExit):
+        run_generation(generation_id=generation.id)
+    monkeypatch.setattr(runner.services, "generation_save_image", real_save)
+    assert list(generation.images.values_list("index", flat=True)) == [0]
     first = generation.images.get(index=0)
-    reference = generation.images.get(index=1).file.read()
-    # Pretend the second image was never stored and the worker vanished.
-    generation.images.filter(index=1).delete()
     silence(generation)
     run_generation(generation_id=generation.id)
     generation.refresh_from_db()
-    assert generation.status == "succeeded"
+    assert generation.status == "succeeded" and generation.attempts == 2
     assert generation.images.get(index=0).file.name == first.file.name
     regenerated = Image.open(generation.images.get(index=1).file).convert("RGB")
     original = Image.open(io.BytesIO(reference)).convert("RGB")

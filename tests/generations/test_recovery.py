@@ -39,11 +39,22 @@ def sent(stub_broker) -> list[str]:
 
 
 def running_on_a_dead_worker(generation, *, silent: float = 60, attempts: int = 1) -> None:
+    """The job as dying workers leave it: claimed through the service `attempts` times
+    (each later claim a takeover from the worker before, which had died), the last
+    worker's heartbeat silent for `silent` seconds."""
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            stop_heartbeat(generation, silent)
+        claimed = services.generation_claim(generation_id=generation.id, worker=f"gone:{attempt}")
+        assert claimed == generation.id
+    stop_heartbeat(generation, silent)
+    assert Generation.objects.get(pk=generation.pk).attempts == attempts
+
+
+def stop_heartbeat(generation, seconds: float) -> None:
+    """Time passes without a heartbeat: the job's worker last vouched `seconds` ago."""
     Generation.objects.filter(pk=generation.pk).update(
-        status="running",
-        worker="gone:1",
-        attempts=attempts,
-        heartbeat_at=timezone.now() - timedelta(seconds=silent),
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds)
     )
 
 
@@ -94,8 +105,12 @@ def test_a_redelivered_message_takes_over_a_dead_workers_job_at_once(make_genera
 
 def test_a_canceled_job_whose_worker_died_is_canceled(tenant, make_generation):
     generation = make_generation()
-    running_on_a_dead_worker(generation)
-    Generation.objects.filter(pk=generation.pk).update(cancel_requested_at=timezone.now())
+    running_on_a_dead_worker(generation, silent=0)
+    # The client cancels while the worker is alive (it is asked to stop at its next
+    # step), then the worker dies before it does.
+    generation = services.generation_cancel(generation=generation)
+    assert generation.status == "running" and generation.cancel_requested_at is not None
+    stop_heartbeat(generation, 60)
     recovery.recover()
     assert Generation.objects.get(pk=generation.pk).status == "canceled"
     assert held(tenant) == 0
@@ -114,7 +129,7 @@ def test_ghosts_do_not_count_toward_max_concurrent(tenant, make_generation):
     ghost = make_generation()
     running_on_a_dead_worker(ghost)
     make_generation()  # accepted: the ghost does not count
-    Generation.objects.filter(pk=ghost.pk).update(heartbeat_at=timezone.now())
+    Generation.objects.filter(pk=ghost.pk).update(heartbeat_at=timezone.now())  # it woke up
     with pytest.raises(Exception, match="in flight"):
         make_generation()  # two live jobs now: refused
 

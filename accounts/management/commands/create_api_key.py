@@ -3,11 +3,9 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
-from django.db import transaction
 
-from accounts.ledger import credits_top_up
 from accounts.models import APIKey
-from accounts.services import api_key_create, organization_for_user, user_get_or_create
+from accounts.services import api_key_provision
 
 
 class Command(BaseCommand):
@@ -31,7 +29,6 @@ class Command(BaseCommand):
             "--scope", choices=[s.value for s in APIKey.Scope], default=APIKey.Scope.GENERATE
         )
 
-    @transaction.atomic
     def handle(self, *args, email, org, credits, name, scope, **options):
         try:
             validate_email(email)
@@ -39,22 +36,20 @@ class Command(BaseCommand):
             raise CommandError(f"{email!r} is not a valid email address") from None
         if credits < 0:
             raise CommandError("--credits must not be negative")
-        user, user_created = user_get_or_create(email=email)
-        if user_created:
-            self.stdout.write(f"created user {user.email}")
-        organization, created = organization_for_user(user=user, name=org)
-        if created:
+        made = api_key_provision(
+            email=email, organization_name=org, credits=credits, name=name or "cli", scope=scope
+        )
+        organization = made.organization
+        if made.user_created:
+            self.stdout.write(f"created user {made.user.email}")
+        if made.organization_created:
             self.stdout.write(f"created organization {organization.name} ({organization.slug})")
         if credits:
-            credits_top_up(organization=organization, amount=credits, memo="create_api_key")
             self.stdout.write(
                 f"topped up {organization.name} by {credits} "
                 f"(balance {organization.credit_balance})"
             )
-        key, secret = api_key_create(
-            organization=organization, created_by=user, name=name or "cli", scope=scope
-        )
         self.stdout.write(
-            f"created {scope} key {key.redacted} (id {key.pk}) for {organization.name}"
+            f"created {scope} key {made.key.redacted} (id {made.key.pk}) for {organization.name}"
         )
-        self.stdout.write(secret)
+        self.stdout.write(made.secret)

@@ -1,10 +1,16 @@
-"""Bearer-key authentication for the API (``Authorization: Bearer ihk_...``)."""
+"""Who may call the APIs: bearer-key authentication (``Authorization: Bearer ihk_...``),
+its OpenAPI description, and the permissions of the image, management and tenant APIs.
+
+The OpenAPI extension sits beside the authenticator so that drf-spectacular knows it
+whenever the authenticator is imported (the REST settings and every API view import it).
+"""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 
@@ -77,6 +83,21 @@ class BearerKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+class BearerKeyScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of BearerKeyAuthentication."""
+
+    target_class = BearerKeyAuthentication
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An imagehub API key: `Authorization: Bearer ihk_...`. The image "
+            "API needs a 'generate' key, the management API a 'manage' key.",
+        }
+
+
 class HasAPIKey(BasePermission):
     """The request carries a valid API key (set by BearerKeyAuthentication)."""
 
@@ -114,3 +135,13 @@ class HasManageAccess(BasePermission):
             return True
         user = request.user
         return bool(user is not None and user.is_authenticated)
+
+
+class HasKeyOrSession(BasePermission):
+    """Any key of the organization (either scope) or a signed-in person (/v1/credits,
+    /v1/usage)."""
+
+    def has_permission(self, request, view):
+        if isinstance(request.auth, APIKey):
+            return True
+        return bool(request.user is not None and request.user.is_authenticated)

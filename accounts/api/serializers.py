@@ -1,23 +1,32 @@
-"""Request validation and response shapes of the management API (keys, organization).
+"""Request validation and response shapes of the management API (keys, organization,
+members, webhooks) and the query of /v1/usage.
 
 Every invalid field becomes a 400 that names it as `param` (see imagehub.errors).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import datetime as dt
 
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts import webhook_signing, webhooks
+from accounts import usage
 from accounts.hooks import hooks
-from accounts.models import APIKey, Membership, Organization, WebhookDelivery
-from accounts.services import MAX_ROTATION_GRACE_SECONDS
+from accounts.models import APIKey, Membership, Organization
+from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT, MAX_ROTATION_GRACE_SECONDS
+from accounts.webhooks import endpoints as webhook_endpoints
+from accounts.webhooks import signing as webhook_signing
+from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
+from accounts.webhooks.models import WebhookDelivery
 
-MAX_INT = 2**31 - 1
-MAX_BIGINT = 2**63 - 1
-MAX_EXPIRY_DAYS = 3650
+# /v1/usage pages.
+MAX_PAGE = 1000
+# Far past any real history; keeps the row offset a sane integer.
+MAX_PAGE_NUMBER = 1_000_000
 
 
 class StrictSerializer(serializers.Serializer):
@@ -91,7 +100,7 @@ class APIKeyCreateSerializer(_KeySettingsSerializer):
                 raise serializers.ValidationError(
                     {"expires_in_days": "Give either expires_at or expires_in_days, not both."}
                 )
-            attrs["expires_at"] = timezone.now() + timedelta(days=days)
+            attrs["expires_at"] = timezone.now() + dt.timedelta(days=days)
         return attrs
 
 
@@ -199,7 +208,7 @@ class WebhookSettingsSerializer(StrictSerializer):
         "requests that carry `webhook` get deliveries).",
     )  # fmt: skip
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=webhooks.EVENTS), required=False, max_length=6,
+        child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False, max_length=6,
         help_text="Events sent by default: queued, started, partial, completed, failed, "
         "canceled; empty = all.",
     )  # fmt: skip
@@ -208,7 +217,7 @@ class WebhookSettingsSerializer(StrictSerializer):
 class WebhookRotateSerializer(StrictSerializer):
     grace_seconds = serializers.IntegerField(
         min_value=0,
-        max_value=webhooks.MAX_ROTATION_GRACE_SECONDS,
+        max_value=webhook_endpoints.MAX_ROTATION_GRACE_SECONDS,
         default=86400,
         help_text="How long the old secret keeps signing too (0 = stops at once; at most 30 days).",
     )
@@ -286,3 +295,54 @@ class WebhookDeliveryListSerializer(serializers.Serializer):
     next_before = serializers.IntegerField(
         allow_null=True, help_text="Pass as `before` for the next (older) page."
     )
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MomentField(serializers.Field):
+    """A date (YYYY-MM-DD), an ISO 8601 time or a Unix timestamp; UTC unless it says."""
+
+    def to_internal_value(self, value):
+        value = str(value)
+        try:
+            if value.isdigit():
+                moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
+            else:
+                moment = parse_datetime(value)
+                if moment is None and (day := parse_date(value)) is not None:
+                    moment = dt.datetime.combine(day, dt.time())
+        except (ValueError, OverflowError, OSError):  # well-formed but impossible
+            moment = None
+        if moment is None:
+            raise serializers.ValidationError(
+                f"'{value}' is not a date: use YYYY-MM-DD, an ISO 8601 time or a Unix timestamp."
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    start = MomentField(required=False, help_text="inclusive; default 30 days ago")
+    end = MomentField(required=False, help_text="exclusive; default end of today (UTC)")
+    bucket = serializers.ChoiceField(choices=("day", "hour"), default="day")
+    group_by = serializers.CharField(
+        required=False, default="", help_text="comma-separated: model, key, user"
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
+    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_NUMBER, default=1)
+    format = serializers.ChoiceField(choices=("json", "csv"), default="json")
+
+    def validate_group_by(self, value: str) -> list[str]:
+        groups = [g.strip() for g in value.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in usage.GROUPS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Cannot group by {unknown[0]!r}: use model, key or user."
+            )
+        return groups
+
+    def validate(self, attrs):
+        default_start, default_end = usage.default_window()
+        attrs.setdefault("start", default_start)
+        attrs.setdefault("end", default_end)
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "'end' must be after 'start'."})
+        return attrs

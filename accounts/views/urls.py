@@ -1,25 +1,23 @@
-"""URLs of the web pages (the REST API's are in accounts/urls.py)."""
+"""URLs of the web pages (the REST API's are in accounts/api/urls.py)."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from accounts.forms import SignInForm
-from accounts.views import auth, keys, members, throttled, usage, webhooks
+from accounts.views import auth, keys, members, signin, usage, webhooks
+from accounts.views.forms import SignInForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="keys"), name="home"),
     # Signing in and out, password reset: Django's views, our templates.
     path(
         "login/",
-        throttled.LoginView.as_view(
-            authentication_form=SignInForm, redirect_authenticated_user=True
-        ),
+        signin.LoginView.as_view(authentication_form=SignInForm, redirect_authenticated_user=True),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", auth.signup, name="signup"),
-    path("password-reset/", throttled.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/", signin.PasswordResetView.as_view(), name="password_reset"),
     path(
         "password-reset/sent/",
         auth_views.PasswordResetDoneView.as_view(),

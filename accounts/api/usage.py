@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 
 from django.http import HttpResponse
-from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, usage
-from accounts.authentication import BearerKeyAuthentication
+from accounts.api.authentication import BearerKeyAuthentication, HasKeyOrSession
+from accounts.api.serializers import UsageQuerySerializer
 from accounts.models import APIKey
-
-MAX_PAGE = 1000
-# Far past any real history; keeps the row offset a sane integer.
-MAX_PAGE_NUMBER = 1_000_000
-
-
-class HasKeyOrSession(BasePermission):
-    """Any key of the organization (either scope) or a signed-in person."""
-
-    def has_permission(self, request, view):
-        if isinstance(request.auth, APIKey):
-            return True
-        return bool(request.user is not None and request.user.is_authenticated)
 
 
 class TenantView(APIView):
@@ -49,57 +32,6 @@ class CreditsView(TenantView):
         caller = selectors.caller_for_request(request)
         key = request.auth if isinstance(request.auth, APIKey) else None
         return Response(usage.credits_summary(organization=caller.organization, api_key=key))
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class MomentField(serializers.Field):
-    """A date (YYYY-MM-DD), an ISO 8601 time or a Unix timestamp; UTC unless it says."""
-
-    def to_internal_value(self, value):
-        value = str(value)
-        try:
-            if value.isdigit():
-                moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
-            else:
-                moment = parse_datetime(value)
-                if moment is None and (day := parse_date(value)) is not None:
-                    moment = dt.datetime.combine(day, dt.time())
-        except (ValueError, OverflowError, OSError):  # well-formed but impossible
-            moment = None
-        if moment is None:
-            raise serializers.ValidationError(
-                f"'{value}' is not a date: use YYYY-MM-DD, an ISO 8601 time or a Unix timestamp."
-            )
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-class UsageQuerySerializer(serializers.Serializer):
-    start = MomentField(required=False, help_text="inclusive; default 30 days ago")
-    end = MomentField(required=False, help_text="exclusive; default end of today (UTC)")
-    bucket = serializers.ChoiceField(choices=("day", "hour"), default="day")
-    group_by = serializers.CharField(
-        required=False, default="", help_text="comma-separated: model, key, user"
-    )
-    limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
-    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_NUMBER, default=1)
-    format = serializers.ChoiceField(choices=("json", "csv"), default="json")
-
-    def validate_group_by(self, value: str) -> list[str]:
-        groups = [g.strip() for g in value.split(",") if g.strip()]
-        unknown = [g for g in groups if g not in usage.GROUPS]
-        if unknown:
-            raise serializers.ValidationError(
-                f"Cannot group by {unknown[0]!r}: use model, key or user."
-            )
-        return groups
-
-    def validate(self, attrs):
-        default_start, default_end = usage.default_window()
-        attrs.setdefault("start", default_start)
-        attrs.setdefault("end", default_end)
-        if attrs["end"] <= attrs["start"]:
-            raise serializers.ValidationError({"end": "'end' must be after 'start'."})
-        return attrs
 
 
 class UsageView(TenantView):

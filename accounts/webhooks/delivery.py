@@ -31,12 +31,13 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from accounts import webhook_http, webhook_signing
-from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from accounts.models import Organization
+from accounts.webhooks import http, signing
+from accounts.webhooks.models import WebhookDelivery, WebhookEndpoint
 from imagehub.db import reconnect
 from imagehub.errors import NotFound
 
-logger = logging.getLogger("accounts.webhooks")
+logger = logging.getLogger(__name__)
 
 # Rows a recovery pass takes at once.
 BATCH = 100
@@ -62,7 +63,7 @@ def delivery_enqueue(
         generation_id=generation_id,
         event=event,
         url=url,
-        msg_id=webhook_signing.new_message_id(),
+        msg_id=signing.new_message_id(),
         body=json.dumps(payload, separators=(",", ":")),
         next_attempt_at=now,
         retry_until=now + timedelta(hours=settings.WEBHOOK_RETRY_WINDOW_HOURS),
@@ -159,7 +160,7 @@ def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) 
         headers = {
             "webhook-id": delivery.msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": webhook_signing.signature_header(
+            "webhook-signature": signing.signature_header(
                 endpoint.signing_secrets(now),
                 msg_id=delivery.msg_id,
                 timestamp=timestamp,
@@ -167,7 +168,7 @@ def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) 
             ),
         }
         try:
-            answer = webhook_http.post(
+            answer = http.post(
                 delivery.url,
                 body,
                 headers,
@@ -175,7 +176,7 @@ def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) 
                 max_response_bytes=settings.WEBHOOK_MAX_RESPONSE_BYTES,
                 allow_private=settings.WEBHOOK_ALLOW_PRIVATE,
             )
-        except webhook_http.DestinationRefused as exc:
+        except http.DestinationRefused as exc:
             error, refused = f"refused: {exc}", True
         else:
             code, error = answer.status, answer.error

@@ -7,8 +7,8 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, User
-from accounts.serializers import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
-from accounts.webhooks import EVENTS as WEBHOOK_EVENTS
+from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
+from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
 
 
 class SignInForm(AuthenticationForm):

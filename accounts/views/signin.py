@@ -1,11 +1,11 @@
-"""Django's sign-in and password-reset views, throttled (accounts/throttle.py)."""
+"""Django's sign-in and password-reset views, throttled (accounts/ratelimit.py)."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.forms.utils import ErrorDict
 
-from accounts import throttle
+from accounts import ratelimit
 
 
 class _Throttled:
@@ -17,7 +17,7 @@ class _Throttled:
         # to wait.
         form = self.get_form()
         form._errors, form.cleaned_data = ErrorDict(), {}
-        text = throttle.message(wait)
+        text = ratelimit.signin_message(wait)
         response = self.render_to_response(
             self.get_context_data(form=form, throttled=text), status=429
         )
@@ -26,15 +26,15 @@ class _Throttled:
 
     def post(self, request, *args, **kwargs):
         where = {
-            "address": throttle.address_of(request),
+            "address": ratelimit.client_address(request),
             "account": request.POST.get(self.account_field, ""),
         }
-        wait = throttle.blocked_for(self.throttle_kind, **where)
+        wait = ratelimit.signin_blocked_for(self.throttle_kind, **where)
         if wait:
             return self._throttled(wait)
         response = super().post(request, *args, **kwargs)
         if self.counts(request, response):
-            throttle.record(self.throttle_kind, **where)
+            ratelimit.signin_record(self.throttle_kind, **where)
         return response
 
 

@@ -1,6 +1,6 @@
-"""Webhooks: an organization's endpoint (default URL and events) and its signing
-secrets, and where a generation's events go. The deliveries themselves (outbox, senders,
-retries) are accounts/webhook_delivery.py's.
+"""An organization's webhook endpoint (default URL and events) and its signing secrets,
+and where a generation's events go. The deliveries themselves (outbox, senders, retries)
+are accounts/webhooks/delivery.py's.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import webhook_http, webhook_signing
-from accounts.models import Organization, WebhookEndpoint
+from accounts.models import Organization
+from accounts.webhooks import http, signing
+from accounts.webhooks.events import EVENTS
+from accounts.webhooks.models import WebhookEndpoint
 from imagehub.errors import InvalidRequest
 
-EVENTS = ("queued", "started", "partial", "completed", "failed", "canceled")
 MAX_ROTATION_GRACE_SECONDS = 30 * 24 * 3600
 
 _UNSET: Any = object()
@@ -32,10 +33,10 @@ def webhook_url_check(url: str, *, param: str = "url") -> str:
     if len(url) > 2000:
         raise InvalidRequest("A webhook URL is at most 2000 characters.", param=param)
     try:
-        _, host, _, _ = webhook_http.check_url(url)
+        _, host, _, _ = http.check_url(url)
         if not settings.WEBHOOK_ALLOW_PRIVATE:
-            webhook_http.check_literal(host)
-    except webhook_http.DestinationRefused as exc:
+            http.check_literal(host)
+    except http.DestinationRefused as exc:
         raise InvalidRequest(str(exc), param=param) from exc
     return url
 
@@ -64,7 +65,7 @@ def webhook_endpoint_set(
     endpoint = WebhookEndpoint.objects.select_for_update().filter(organization=organization).first()
     created = endpoint is None
     if created:
-        endpoint = WebhookEndpoint(organization=organization, secret=webhook_signing.new_secret())
+        endpoint = WebhookEndpoint(organization=organization, secret=signing.new_secret())
     if url is not _UNSET:
         endpoint.url = webhook_url_check(url) if url else ""
     if events is not _UNSET:
@@ -93,7 +94,7 @@ def webhook_secret_rotate(
     now = timezone.now()
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_expires_at = now + timedelta(seconds=grace_seconds)
-    endpoint.secret = webhook_signing.new_secret()
+    endpoint.secret = signing.new_secret()
     endpoint.secret_created_at = now
     endpoint.updated_at = now
     endpoint.save()

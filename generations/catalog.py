@@ -12,7 +12,10 @@ fields of built-in entries with the same id, add new ones, or drop one with
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +32,21 @@ ARCHITECTURES = {
     "flux": {"patch": 2},
 }
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
+
+
+@functools.cache
+def diffusers_schedulers() -> frozenset[str]:
+    """The scheduler classes the installed diffusers defines, read from its source files
+    without importing it: the web process reads the catalog and never loads diffusers
+    (tests/test_web_process.py). Empty if diffusers is not installed here."""
+    found = importlib.util.find_spec("diffusers")
+    if found is None or not found.submodule_search_locations:
+        return frozenset()
+    folder = Path(next(iter(found.submodule_search_locations))) / "schedulers"
+    pattern = re.compile(r"^class (\w+Scheduler)\b", re.MULTILINE)
+    return frozenset(
+        name for path in folder.rglob("*.py") for name in pattern.findall(path.read_text())
+    )
 
 
 @dataclass(frozen=True)
@@ -77,9 +95,8 @@ class ModelSpec:
 
     def __post_init__(self):
         if self.scheduler:
-            import diffusers
-
-            if not self.scheduler.endswith("Scheduler") or not hasattr(diffusers, self.scheduler):
+            known = diffusers_schedulers()
+            if not self.scheduler.endswith("Scheduler") or (known and self.scheduler not in known):
                 raise ImproperlyConfigured(
                     f"model {self.id!r}: unknown diffusers scheduler {self.scheduler!r}"
                 )

@@ -147,6 +147,9 @@ def test_the_web_process_serves_every_kind_of_request_without_the_engine(tmp_pat
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     tenant = Tenant("webprocess")
     _, manage_secret = tenant.new_key(scope=APIKey.Scope.MANAGE, name="manage")
+    # A catalog that names a scheduler too: validating it must not load diffusers.
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps([{"id": "demo-sd", "scheduler": "DPMSolverMultistepScheduler"}]))
     broker_url = "redis://127.0.0.1:6379/13"
     queue = f"gpu-web-{uuid.uuid4().hex[:6]}"
     env = server_env(
@@ -155,6 +158,7 @@ def test_the_web_process_serves_every_kind_of_request_without_the_engine(tmp_pat
         queue=queue,
         data_dir=tmp_path,
         IMAGEHUB_SYNC_WAIT_SECONDS=1,
+        IMAGEHUB_MODEL_CATALOG=catalog,
         # Key digests are keyed with it: the keys made here must work there.
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
         IMAGEHUB_METRICS_TOKEN="probe-metrics",

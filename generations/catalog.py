@@ -32,6 +32,7 @@ ARCHITECTURES = {
     "flux": {"patch": 2},
 }
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
+PNG_COMPRESSIONS = ("fast", "small")
 
 
 @functools.cache
@@ -92,6 +93,14 @@ class ModelSpec:
     # The broker queue of this model's jobs ("" = IMAGEHUB_QUEUE): hosts that serve only
     # some models run `runworker --queues <their queues>`.
     queue: str = ""
+    # Benchmarks only: the pipeline call is replaced by a wait of this many seconds per
+    # call that holds no GIL, like a GPU kernel, and returns real images of the asked size
+    # (make bench-pipeline measures the service against this emulated device's capacity).
+    emulate_device_seconds: float = 0.0
+    # How the worker writes PNG: "fast" (zlib level 1, run-length strategy: about a third
+    # less encoder time than PIL's default, same size on a diffusion model's grainy output)
+    # or "small" (PIL's default: smaller files of flat, synthetic pictures).
+    png_compression: str = "fast"
 
     def __post_init__(self):
         if self.scheduler:
@@ -100,6 +109,10 @@ class ModelSpec:
                 raise ImproperlyConfigured(
                     f"model {self.id!r}: unknown diffusers scheduler {self.scheduler!r}"
                 )
+        if self.png_compression not in PNG_COMPRESSIONS:
+            raise ImproperlyConfigured(
+                f"model {self.id!r}: png_compression must be one of {sorted(PNG_COMPRESSIONS)}"
+            )
         if self.architecture not in ARCHITECTURES:
             raise ImproperlyConfigured(
                 f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}"

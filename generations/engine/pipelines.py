@@ -6,6 +6,7 @@ passes the device and the memory budget in (generations/worker/runtime.py).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import threading
 import time
@@ -195,6 +196,7 @@ class Engine:
         width, height = request.width, request.height
 
         with self.lock:
+            _started(request)
             pipe = self.pipeline(spec)
             kwargs = {"prompt": request.prompt}
             if init_image is not None:
@@ -237,6 +239,8 @@ class Engine:
         negatives = [r.negative_prompt for r in requests for _ in r.seeds]
         seeds = [seed for r in requests for seed in r.seeds]
         with self.lock:
+            for request in requests:
+                _started(request)
             pipe = self.pipeline(spec)
             kwargs = {"prompt": prompts, "num_images_per_prompt": 1}
             kwargs.update(self._common(pipe, first, seeds))
@@ -273,6 +277,9 @@ class Engine:
         import torch
 
         started = time.perf_counter()
+        if spec.emulate_device_seconds:
+            images = emulated_images(kwargs, spec.emulate_device_seconds)
+            return images, time.perf_counter() - started
         try:
             with torch.inference_mode():
                 output = pipe(**kwargs)
@@ -282,6 +289,37 @@ class Engine:
         elapsed = time.perf_counter() - started
         metrics.BATCH_SIZE.labels(spec.id).observe(len(kwargs["generator"]))
         return list(output.images), elapsed
+
+
+def _started(request: RunRequest) -> None:
+    if request.on_device is not None:
+        request.on_device()
+
+
+def emulated_images(kwargs: dict, seconds: float) -> list[Image.Image]:
+    """An emulated device's call (benchmarks): wait `seconds` without the GIL, as a GPU
+    call does, then give one image per generator at the asked size, different per seed
+    and as hard to encode as a diffusion model's."""
+    import numpy as np
+
+    time.sleep(seconds)
+    width, height = kwargs.get("width", 512), kwargs.get("height", 512)
+    base = _emulated_base(width, height)
+    images = []
+    for generator in kwargs["generator"]:
+        shift = int(generator.initial_seed()) % (width * height)
+        images.append(Image.fromarray(np.roll(base, shift)))
+    return images
+
+
+@functools.cache
+def _emulated_base(width: int, height: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1)
+    return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
 
 
 def _stop_callback(should_stop):

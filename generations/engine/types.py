@@ -25,7 +25,8 @@ class RunRequest:
     """One job's images: text-to-image; image-to-image with `init_image` (and
     `strength`); inpainting with `mask` too ('L', white = repaint). With
     `partial_images`, `on_partial(k, image)` gets previews as the steps run;
-    `should_stop()` is asked after every step and ends the run with Canceled."""
+    `should_stop()` is asked after every step and ends the run with Canceled; `on_device()`
+    is called when the device starts on it."""
 
     spec: ModelSpec
     prompt: str
@@ -41,6 +42,9 @@ class RunRequest:
     partial_images: int = 0
     on_partial: Callable[[int, Any], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    # Called once when the device begins the call that makes this job's images (the
+    # worker counts the jobs it claimed that the device has not started yet).
+    on_device: Callable[[], None] | None = None
 
     @property
     def images(self) -> int:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from django.conf import settings
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from generations import previews, services
@@ -29,17 +30,20 @@ logger = logging.getLogger(__name__)
 
 
 def run_generation(*, generation_id: str) -> None:
-    """Run the job a message names, or the one fair share picks in its stead."""
-    claimed = services.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
-    if claimed is None:
-        logger.info("skipped %s: nothing queued, or it runs on a live worker", generation_id)
-        metrics.REDELIVERED.inc()
-        return
-    with heartbeat.running(claimed):
-        _run_claimed(claimed)
+    """Run the job a message names, or the one fair share picks in its stead. The claim
+    waits for room on the device (runtime.DeviceRoom): fair share is decided when the
+    device can take the job, not when a thread is free."""
+    with runtime.room.place(timeout=settings.GENERATION_TIME_LIMIT_SECONDS / 2) as on_device:
+        claimed = services.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
+        if claimed is None:
+            logger.info("skipped %s: nothing queued, or it runs on a live worker", generation_id)
+            metrics.REDELIVERED.inc()
+            return
+        with heartbeat.running(claimed):
+            _run_claimed(claimed, on_device)
 
 
-def _run_claimed(generation_id: str) -> None:
+def _run_claimed(generation_id: str, on_device) -> None:
     generation = Generation.objects.get(pk=generation_id)
     logger.info(
         "running %s attempt=%d model=%s n=%d size=%s steps=%d worker=%s",
@@ -58,7 +62,7 @@ def _run_claimed(generation_id: str) -> None:
     started = time.perf_counter()
     try:
         with _arriving():
-            _run(generation)
+            _run(generation, on_device)
     except Canceled:
         logger.info("canceled %s while running", generation.id)
         services.generation_mark_canceled(generation_id=generation.id)
@@ -86,7 +90,7 @@ def _run_claimed(generation_id: str) -> None:
         metrics.IMAGES.labels(generation.model).inc(generation.n)
 
 
-def _run(generation: Generation) -> None:
+def _run(generation: Generation, on_device) -> None:
     spec = get_model(generation.model)
     if spec is None:
         raise ModelLoadError(f"Model '{generation.model}' is no longer in the catalog.")
@@ -107,7 +111,8 @@ def _run(generation: Generation) -> None:
                 guidance_scale=generation.guidance_scale,
                 seeds=[generation.seed + i for i in missing],
                 should_stop=_cancel_check(generation.id),
-                **_task_inputs(generation),
+                on_device=on_device,
+                **_task_inputs(generation, spec),
             )
         )
         inference_seconds = result.inference_seconds
@@ -117,7 +122,7 @@ def _run(generation: Generation) -> None:
         metrics.sample_device_memory(engine.device)
         for index, image in zip(missing, result.images, strict=True):
             data, content_type = encode_image(
-                image, generation.output_format, generation.output_compression
+                image, generation.output_format, generation.output_compression, spec.png_compression
             )
             services.generation_save_image(
                 generation=generation,
@@ -139,7 +144,7 @@ def _run(generation: Generation) -> None:
     )
 
 
-def _task_inputs(generation: Generation) -> dict:
+def _task_inputs(generation: Generation, spec) -> dict:
     """What an edit or variation adds to a run (its stored inputs), and the preview
     callback of a streaming request."""
     extra: dict = {}
@@ -152,7 +157,9 @@ def _task_inputs(generation: Generation) -> dict:
     if generation.params.get("stream") and count:
 
         def on_partial(k: int, image) -> None:
-            data, _ = encode_image(image, generation.output_format, generation.output_compression)
+            data, _ = encode_image(
+                image, generation.output_format, generation.output_compression, spec.png_compression
+            )
             previews.save_preview(
                 generation_id=generation.id, k=k, data=data, output_format=generation.output_format
             )
@@ -163,8 +170,6 @@ def _task_inputs(generation: Generation) -> dict:
 
 def _arriving():
     """Tell the device's batcher that a job is on its way, so it waits for it."""
-    from django.conf import settings
-
     if not settings.BATCHING:
         return contextlib.nullcontext()
     return runtime.batcher().arriving()

@@ -5,6 +5,7 @@ Imports torch (through the engine) when first called: workers only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -30,6 +31,51 @@ def get_engine() -> Engine:
             if _engine is None:
                 _engine = Engine(settings.DEVICE, memory_budget_mb=settings.MODEL_MEMORY_MB)
     return _engine
+
+
+class DeviceRoom:
+    """The jobs this process claimed that its device has not started on yet.
+
+    A worker thread claims a job only while fewer than a batch of them wait (one without
+    batching): the device runs one call and the next is ready behind it, while every
+    other job stays queued in the database, where fair share picks among all of them the
+    moment a thread may claim again (generations/fairness.py). Greedy claims would bind
+    the jobs of whoever queued first to this process's threads instead. The threads
+    beyond the room encode, store and settle finished jobs while the device runs."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self.waiting = 0
+
+    def limit(self) -> int:
+        return settings.BATCH_LOOKAHEAD_JOBS if settings.BATCHING else 1
+
+    @contextlib.contextmanager
+    def place(self, timeout: float):
+        """Wait until there is room (at most `timeout` seconds, then take a place
+        anyway, so a message is never held until the broker's time limit gives it up),
+        take one place, and give the block `started`, which gives the place back when
+        the device begins on the job (or the block ends: nothing claimed, a failure)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.waiting < self.limit(), timeout):
+                logger.warning("no room on the device for %.0fs: claiming anyway", timeout)
+            self.waiting += 1
+        state = {"held": True}
+
+        def started() -> None:
+            with self._changed:
+                if state["held"]:
+                    state["held"] = False
+                    self.waiting -= 1
+                    self._changed.notify()
+
+        try:
+            yield started
+        finally:
+            started()
+
+
+room = DeviceRoom()
 
 
 def batcher():

@@ -27,9 +27,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=int,
-            # With batching, threads mostly wait for the batcher, which forms the batches.
-            default=8 if settings.BATCHING else 1,
-            help="jobs claimed at once (default 8 with batching, else 1)",
+            # Threads mostly wait: for room on the device, for their batch, or on the
+            # encoder and the storage while the device runs the next job.
+            default=settings.WORKER_THREADS,
+            help="worker threads (default 16 with batching, else 3; jobs are claimed only "
+            "while the device has room: IMAGEHUB_BATCH_LOOKAHEAD_JOBS)",
         )
         parser.add_argument("--queues", nargs="+", default=[settings.DRAMATIQ_QUEUE])
         parser.add_argument("--device", help="torch device, e.g. cuda:1 (default: IMAGEHUB_DEVICE)")

@@ -92,6 +92,12 @@ check-deploy:
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
 
+# The worker against an emulated device (a GIL-free wait per call, real 1024² images):
+# images per second against the device's capacity, PNG and JPEG, batching off and on.
+.PHONY: bench-pipeline
+bench-pipeline: migrate demo-models
+	$(PY) -m tests.bench_pipeline --out BENCHMARKS.md
+
 # Faults injected into a real deployment with the default liveness settings: workers
 # killed mid-batch (20 per broker), broker down or emptied, database blips, web restarts
 # during sync waits (about 10 minutes). Writes "Faults (make chaos)" in BENCHMARKS.md.

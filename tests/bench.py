@@ -94,8 +94,9 @@ class Bare:
 
 # --- the full stack -------------------------------------------------------------------------
 @contextlib.contextmanager
-def stack(*, batching: bool):
-    """PostgreSQL database, gunicorn, Redis broker and one worker process; yields (url, key)."""
+def stack(*, batching: bool, extra_env: dict | None = None, warm: str = MODEL):
+    """PostgreSQL database, gunicorn, Redis broker and one worker process with the
+    default worker settings (`extra_env` adds or overrides variables); yields (url, key)."""
     import psycopg
 
     workdir = Path(tempfile.mkdtemp(prefix="imagehub-bench-"))
@@ -113,7 +114,8 @@ def stack(*, batching: bool):
         "DRAMATIQ_BROKER_URL": "redis://127.0.0.1:6379/14",
         "IMAGEHUB_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
         "IMAGEHUB_BATCHING": "1" if batching else "0",
-        "IMAGEHUB_WARMUP_MODELS": MODEL,
+        "IMAGEHUB_WARMUP_MODELS": warm,
+        **(extra_env or {}),
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT)
@@ -155,7 +157,7 @@ def stack(*, batching: bool):
             stderr=subprocess.STDOUT,
         ),
         subprocess.Popen(
-            [*manage, "runworker", "--threads", "8" if batching else "1"],
+            [*manage, "runworker"],
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -166,8 +168,8 @@ def stack(*, batching: bool):
     try:
         deadline = time.monotonic() + 60
         while True:
-            with contextlib.suppress(requests.ConnectionError):
-                requests.get(f"{base}/healthz", timeout=1)
+            with contextlib.suppress(requests.RequestException):  # still booting
+                requests.get(f"{base}/healthz", timeout=5)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start; see {workdir / 'server.log'}")
@@ -274,8 +276,8 @@ def main() -> None:
         "",
         f"Model `{MODEL}` (random-weight SD-style pipeline built by `build_demo_models`), "
         f"{STEPS} steps, guidance {spec.default_guidance}, PNG output, `b64_json`. Stack: "
-        "gunicorn + PostgreSQL + Redis broker + one separate worker process (1 thread with "
-        "batching off, 8 with it on), all on this machine.",
+        "gunicorn + PostgreSQL + Redis broker + one separate worker process (default "
+        "threads: 3 with batching off, 16 with it on), all on this machine.",
         "",
     ]
     latency_rows = []

@@ -218,14 +218,15 @@ DRAMATIQ_QUEUE = env_str("IMAGEHUB_QUEUE", "gpu")
 # batcher waits up to BATCH_WAIT_MS after a job arrives for companions.
 BATCHING = env_bool("IMAGEHUB_BATCHING", True)
 BATCH_WAIT_MS = env_int("IMAGEHUB_BATCH_WAIT_MS", 10, minimum=0)
-# A worker thread claims a job only while fewer than this many jobs it claimed wait for
-# the device (one without batching): a batch runs, the next forms behind it, and every
-# other job stays queued where fair share chooses among them (generations/worker/runtime.py).
-BATCH_LOOKAHEAD_JOBS = env_int("IMAGEHUB_BATCH_LOOKAHEAD_JOBS", 8, minimum=1)
+# A worker thread claims a job only while fewer than this many images it claimed wait
+# for the device (one without batching): a batch runs, the next forms behind it, and
+# every other job stays queued, where fair share chooses among them when the device has
+# room (generations/worker/runtime.py). One batch: the models' max_batch_images.
+BATCH_LOOKAHEAD_IMAGES = env_int("IMAGEHUB_BATCH_LOOKAHEAD_IMAGES", 8, minimum=1)
 # Worker threads per worker process (runworker --threads, and the in-process broker's of
 # the embedded default): the jobs of one batch running and of the next forming, plus
 # threads that encode, store and settle finished jobs while the device runs.
-WORKER_THREADS = 2 * BATCH_LOOKAHEAD_JOBS if BATCHING else 3
+WORKER_THREADS = min(2 * BATCH_LOOKAHEAD_IMAGES, 64) if BATCHING else 3
 INPROCESS_WORKER_THREADS = env_int("IMAGEHUB_INPROCESS_WORKERS", WORKER_THREADS, minimum=1)
 # Memory the pipeline cache may fill before it evicts the least recently used model;
 # 0 = 80% of the free device memory on CUDA, of the total RAM on CPU.

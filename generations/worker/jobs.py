@@ -33,17 +33,17 @@ def run_generation(*, generation_id: str) -> None:
     """Run the job a message names, or the one fair share picks in its stead. The claim
     waits for room on the device (runtime.DeviceRoom): fair share is decided when the
     device can take the job, not when a thread is free."""
-    with runtime.room.place(timeout=settings.GENERATION_TIME_LIMIT_SECONDS / 2) as on_device:
+    with runtime.room.place(timeout=settings.GENERATION_TIME_LIMIT_SECONDS / 2) as place:
         claimed = services.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
         if claimed is None:
             logger.info("skipped %s: nothing queued, or it runs on a live worker", generation_id)
             metrics.REDELIVERED.inc()
             return
         with heartbeat.running(claimed):
-            _run_claimed(claimed, on_device)
+            _run_claimed(claimed, place)
 
 
-def _run_claimed(generation_id: str, on_device) -> None:
+def _run_claimed(generation_id: str, place: runtime.Place) -> None:
     generation = Generation.objects.get(pk=generation_id)
     logger.info(
         "running %s attempt=%d model=%s n=%d size=%s steps=%d worker=%s",
@@ -62,7 +62,7 @@ def _run_claimed(generation_id: str, on_device) -> None:
     started = time.perf_counter()
     try:
         with _arriving():
-            _run(generation, on_device)
+            _run(generation, place)
     except Canceled:
         logger.info("canceled %s while running", generation.id)
         services.generation_mark_canceled(generation_id=generation.id)
@@ -90,7 +90,7 @@ def _run_claimed(generation_id: str, on_device) -> None:
         metrics.IMAGES.labels(generation.model).inc(generation.n)
 
 
-def _run(generation: Generation, on_device) -> None:
+def _run(generation: Generation, place: runtime.Place) -> None:
     spec = get_model(generation.model)
     if spec is None:
         raise ModelLoadError(f"Model '{generation.model}' is no longer in the catalog.")
@@ -100,6 +100,7 @@ def _run(generation: Generation, on_device) -> None:
     inference_seconds = generation.inference_seconds
     device_wait_seconds = generation.device_wait_seconds
     if missing:
+        place.size(len(missing))
         result = runtime.run(
             RunRequest(
                 spec=spec,
@@ -111,7 +112,7 @@ def _run(generation: Generation, on_device) -> None:
                 guidance_scale=generation.guidance_scale,
                 seeds=[generation.seed + i for i in missing],
                 should_stop=_cancel_check(generation.id),
-                on_device=on_device,
+                on_device=place.started,
                 **_task_inputs(generation, spec),
             )
         )

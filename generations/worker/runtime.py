@@ -33,46 +33,63 @@ def get_engine() -> Engine:
     return _engine
 
 
-class DeviceRoom:
-    """The jobs this process claimed that its device has not started on yet.
+class Place:
+    """A claimed job's place in the device's room: one image until the job is known,
+    then its images, given back once the device starts on it (or the job ends)."""
 
-    A worker thread claims a job only while fewer than a batch of them wait (one without
-    batching): the device runs one call and the next is ready behind it, while every
-    other job stays queued in the database, where fair share picks among all of them the
-    moment a thread may claim again (generations/fairness.py). Greedy claims would bind
-    the jobs of whoever queued first to this process's threads instead. The threads
-    beyond the room encode, store and settle finished jobs while the device runs."""
+    def __init__(self, room: DeviceRoom):
+        self._room = room
+        self.images = 1
+        self.held = True
+
+    def size(self, images: int) -> None:
+        with self._room.changed:
+            if self.held:
+                self._room.waiting += images - self.images
+                self.images = images
+                self._room.changed.notify_all()
+
+    def started(self) -> None:
+        with self._room.changed:
+            if self.held:
+                self.held = False
+                self._room.waiting -= self.images
+                self._room.changed.notify_all()
+
+
+class DeviceRoom:
+    """The images this process claimed that its device has not started on yet.
+
+    A worker thread claims a job only while fewer than one batch of images wait (one
+    image without batching): the device runs one call and the next forms behind it, while
+    every other job stays queued in the database, where fair share picks among all of them
+    the moment a thread may claim again (generations/fairness.py). Greedy claims would bind
+    the jobs of whoever queued first to this process's threads instead, and a newcomer
+    would wait for all of them. The threads beyond the room encode, store and settle
+    finished jobs while the device runs."""
 
     def __init__(self):
-        self._changed = threading.Condition()
+        self.changed = threading.Condition()
         self.waiting = 0
 
     def limit(self) -> int:
-        return settings.BATCH_LOOKAHEAD_JOBS if settings.BATCHING else 1
+        return settings.BATCH_LOOKAHEAD_IMAGES if settings.BATCHING else 1
 
     @contextlib.contextmanager
     def place(self, timeout: float):
-        """Wait until there is room (at most `timeout` seconds, then take a place
-        anyway, so a message is never held until the broker's time limit gives it up),
-        take one place, and give the block `started`, which gives the place back when
-        the device begins on the job (or the block ends: nothing claimed, a failure)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: self.waiting < self.limit(), timeout):
+        """Wait until there is room (at most `timeout` seconds, then take a place anyway,
+        so a message is never held until the broker's time limit gives it up) and take a
+        place for the block; it is given back when the device starts on the job or when
+        the block ends (nothing claimed, a failure)."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.waiting < self.limit(), timeout):
                 logger.warning("no room on the device for %.0fs: claiming anyway", timeout)
             self.waiting += 1
-        state = {"held": True}
-
-        def started() -> None:
-            with self._changed:
-                if state["held"]:
-                    state["held"] = False
-                    self.waiting -= 1
-                    self._changed.notify()
-
+        place = Place(self)
         try:
-            yield started
+            yield place
         finally:
-            started()
+            place.started()
 
 
 room = DeviceRoom()

@@ -4,6 +4,7 @@ it; weights and priority tiers divide a shared queue as the operator set them.""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -99,3 +100,36 @@ def test_two_workers_claiming_at_once_serve_both_tenants(tenant, other_tenant, s
         thread.join()
     assert len(claimed) == 4 and len(set(claimed)) == 4  # no job claimed twice
     assert lone.pk in claimed  # within the first claims, not after the 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_newcomer_runs_within_a_batch_of_the_device_freeing(tenant, other_tenant, settings):
+    """Tenant B's backlog is being worked off when tenant A's one job arrives: the worker
+    claims only a batch ahead of its device, so A's job is picked (fair share) when the
+    forming batch starts, not after B's whole backlog is held by the worker's threads."""
+    settings.BATCHING = True
+    url = "/v1/images/generations"
+    body = {"model": "demo-sd", "size": "64x64", "num_inference_steps": 2}
+    b, a = other_tenant.client(), tenant.client()
+
+    def submit(client, **fields) -> str:
+        response = client.post(url, {**body, **fields}, format="json", HTTP_PREFER="respond-async")
+        assert response.status_code == 202, response.content
+        return response.json()["id"]
+
+    backlog = [submit(b, prompt=f"b{i}", n=4) for i in range(8)]  # 2 jobs per batch of 8
+    _wait(lambda: Generation.objects.filter(pk__in=backlog, status="running").exists())
+    lone = submit(a, prompt="a", n=1)
+    _wait(lambda: not Generation.objects.filter(status__in=["queued", "running"]).exists())
+    started = dict(Generation.objects.values_list("id", "started_at"))
+    after = [g for g in backlog if started[g] > started[lone]]
+    # Ahead of A: the batch running when it came and the one forming (2 + 2 jobs).
+    assert len(after) >= 3, f"A started after {8 - len(after)} of B's 8 jobs"
+    assert Generation.objects.get(pk=lone).status == "succeeded"
+
+
+def _wait(condition, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             # encoder and the storage while the device runs the next job.
             default=settings.WORKER_THREADS,
             help="worker threads (default 16 with batching, else 3; jobs are claimed only "
-            "while the device has room: IMAGEHUB_BATCH_LOOKAHEAD_JOBS)",
+            "while the device has room: IMAGEHUB_BATCH_LOOKAHEAD_IMAGES)",
         )
         parser.add_argument("--queues", nargs="+", default=[settings.DRAMATIQ_QUEUE])
         parser.add_argument("--device", help="torch device, e.g. cuda:1 (default: IMAGEHUB_DEVICE)")

@@ -9,7 +9,7 @@ class GenerationsConfig(AppConfig):
         from accounts import hooks
         from generations import availability, catalog, selectors
         from generations.worker import actors  # noqa: F401  (declares the actors)
-        from imagehub import broker
+        from imagehub import broker, health
 
         def resolve_model(name: str) -> str | None:
             spec = catalog.get_model(name)
@@ -22,6 +22,7 @@ class GenerationsConfig(AppConfig):
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,
         )
+        health.register_warm_workers(availability.warm_workers)
         if broker.is_in_process():
             # The embedded default: worker threads in this process, started with the
             # first job or the web server. A production web process (broker URL set)

@@ -70,9 +70,32 @@ class Reporter:
             defaults={"available": reason is None, "reason": reason or "", "checked_at": now},
         )
 
+    def warm(self, *, model: str, worker: str) -> None:
+        """The worker finished its warm-up run of `model`: it can load it, and is ready."""
+        now = timezone.now()
+        with self._lock:
+            self._last[model] = (None, now)
+        ModelStatus.objects.update_or_create(
+            model=model,
+            worker=worker,
+            defaults={"available": True, "reason": "", "checked_at": now, "warm_at": now},
+        )
+
     def forget(self) -> None:
         with self._lock:
             self._last.clear()
+
+
+def warm_workers(model_ids: list[str]) -> dict[str, int]:
+    """{model id: how many workers that reported lately have warmed it up}."""
+    since = timezone.now() - status_ttl()
+    counts = dict.fromkeys(model_ids, 0)
+    rows = ModelStatus.objects.filter(
+        model__in=model_ids, checked_at__gte=since, warm_at__isnull=False, available=True
+    )
+    for model in rows.values_list("model", flat=True):
+        counts[model] += 1
+    return counts
 
 
 def model_statuses_prune() -> int:

@@ -252,6 +252,9 @@ class ModelStatus(models.Model):
     available = models.BooleanField()
     reason = models.TextField(blank=True)  # the sentence a tenant reads; "" when available
     checked_at = models.DateTimeField()
+    # When this worker finished its warm-up run of the model on its device (null: not
+    # warmed, it loads on its first job); /readyz?models=… waits for it.
+    warm_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -4,6 +4,8 @@
   database or broker outage never gets healthy web processes restarted.
 - ``GET /readyz`` (readiness): the database answers ``SELECT 1`` and, when
   DRAMATIQ_BROKER_URL is set, the broker answers too; otherwise ``503`` naming what failed.
+  ``GET /readyz?models=a,b`` also waits for those models to be warm (loaded and run once
+  on its device) on at least one live worker.
 
 Probes arrive with the pod's or container's address as their Host header, which
 ALLOWED_HOSTS rightly refuses, so :class:`HealthCheckMiddleware` answers them before
@@ -80,8 +82,30 @@ def _run(check: Callable[[], str | None]) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"[:300]
 
 
+# {model id: workers that warmed it up} for the ids asked; generations registers it
+# (this app knows no models).
+_warm_workers: list[Callable[[list[str]], dict[str, int]]] = []
+
+
+def register_warm_workers(function: Callable[[list[str]], dict[str, int]]) -> None:
+    _warm_workers.append(function)
+
+
+def _check_models(model_ids: list[str]) -> tuple[bool, str]:
+    """Ready when every model named is warm on at least one live worker."""
+    counts = _warm_workers[0](model_ids) if _warm_workers else dict.fromkeys(model_ids, 0)
+    cold = [model for model in model_ids if not counts.get(model)]
+    detail = ", ".join(f"{model}: warm on {counts.get(model, 0)} worker(s)" for model in model_ids)
+    return not cold, detail
+
+
 def readyz(request) -> JsonResponse:
+    """With `?models=a,b`: also 503 until each of those models is warm on a worker
+    (a deployment waits for that before it sends traffic)."""
     results = {"database": _run(_check_database), "broker": _run(_check_broker)}
+    model_ids = [m for m in request.GET.get("models", "").split(",") if m.strip()]
+    if model_ids and results["database"][0]:
+        results["models"] = _run_models(model_ids)
     ready = all(ok for ok, _ in results.values())
     return JsonResponse(
         {
@@ -90,6 +114,14 @@ def readyz(request) -> JsonResponse:
         },
         status=200 if ready else 503,
     )
+
+
+def _run_models(model_ids: list[str]) -> tuple[bool, str]:
+    try:
+        return _check_models([m.strip() for m in model_ids[:50]])
+    except Exception as exc:  # noqa: BLE001 - "not ready", said plainly
+        logger.warning("readiness check of models failed: %r", exc)
+        return False, f"{type(exc).__name__}: {exc}"[:300]
 
 
 PROBES = {"/healthz": healthz, "/readyz": readyz}

@@ -111,3 +111,31 @@ def test_probes_are_routed_for_metrics_labels():
 
     assert resolve("/healthz").func is health.healthz
     assert resolve("/readyz").func is health.readyz
+
+
+@pytest.mark.django_db
+def test_readiness_waits_for_the_models_asked_to_be_warm_on_a_worker(settings):
+    """A deployment asks /readyz?models=… before it sends traffic: 503 until a worker has
+    loaded each model and run it once on its device (its warm-up), then 200."""
+    from generations.worker import probe, runtime
+
+    settings.DRAMATIQ_BROKER_URL = ""
+    probe.reporter.forget()
+    cold = Client().get("/readyz?models=demo-sd", HTTP_HOST=PROBE_HOST)
+    assert cold.status_code == 503
+    assert cold.json()["checks"]["models"] == "demo-sd: warm on 0 worker(s)"
+    runtime.warm_up(["demo-sd"])
+    warm = Client().get("/readyz?models=demo-sd", HTTP_HOST=PROBE_HOST)
+    assert warm.status_code == 200, warm.json()
+    assert warm.json()["checks"]["models"] == "demo-sd: warm on 1 worker(s)"
+    # One model of two still cold (or unknown): not ready, and it says which.
+    both = Client().get("/readyz?models=demo-sd,nope", HTTP_HOST=PROBE_HOST)
+    assert both.status_code == 503
+    assert both.json()["checks"]["models"] == (
+        "demo-sd: warm on 1 worker(s), nope: warm on 0 worker(s)"
+    )
+    # Without the parameter the probe is what it was.
+    assert set(Client().get("/readyz", HTTP_HOST=PROBE_HOST).json()["checks"]) == {
+        "database",
+        "broker",
+    }

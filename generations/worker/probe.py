@@ -35,6 +35,13 @@ def report_loaded(model_id: str) -> None:
     _report(model_id, None)
 
 
+def report_warm(model_id: str) -> None:
+    try:
+        reporter.warm(model=model_id, worker=WORKER_NAME)
+    except Exception:  # noqa: BLE001 - a report is never worth failing a worker over
+        logger.warning("could not report model %s warm", model_id, exc_info=True)
+
+
 def report_failed(model_id: str, message: str) -> None:
     _report(model_id, message)
 

@@ -16,6 +16,7 @@ from generations.catalog import get_model
 from generations.engine import ModelLoadError, RunRequest, RunResult
 from generations.engine.batcher import batcher_for, run_batched
 from generations.engine.pipelines import Engine
+from generations.worker import probe
 
 logger = logging.getLogger(__name__)
 
@@ -142,4 +143,5 @@ def warm_up(model_ids: list[str]) -> None:
         except Exception:  # noqa: BLE001 - a failed warm-up run must not stop the worker
             logger.warning("warm-up run of %s failed", model_id, exc_info=True)
             continue
-        logger.info("warmed up %s in %.2fs", model_id, time.perf_counter() - started)
+        logger.info("warmed up %s in %.2fs: ready", model_id, time.perf_counter() - started)
+        probe.report_warm(model_id)

@@ -1,5 +1,6 @@
 """Dynamic batching: one batcher thread per device runs the pipeline calls of every
-worker thread of the process, putting compatible text-to-image jobs into one call.
+worker thread of the process (all of them, batching on or off: the device has one
+caller), putting compatible text-to-image jobs into one call when batching is on.
 
 A worker thread claims its job as before, hands the batcher a `RunRequest` and waits on
 its future; then it stores the images and completes the record itself (money moves in
@@ -9,9 +10,8 @@ How a batch forms: the oldest waiting job leads. Jobs for the same model, size, 
 guidance (and all with or all without a negative prompt) join it, oldest first, up to
 the model's `max_batch_images`; the batcher waits up to `batch_wait_ms` after
 the leader arrived for more. Under load jobs queue while a batch runs, so the next batch
-forms without waiting. Sizes above the model's `max_batch_pixels` run alone; edits,
-variations and streaming requests never come here (the worker runs them directly under
-the same device lock).
+forms without waiting. Sizes above the model's `max_batch_pixels` run alone, and so do
+edits, variations and streaming requests.
 
 Cancel: a job canceled before its batch starts leaves it. A running batch stops only
 when all its jobs asked to stop; otherwise it finishes and the jobs that asked get
@@ -64,9 +64,11 @@ class BatchRecord:
 
 
 class Batcher:
-    def __init__(self, engine: Engine, *, batch_wait_ms: float):
+    def __init__(self, engine: Engine, *, batch_wait_ms: float, batching: bool = True):
         self.engine = engine
         self.batch_wait_ms = batch_wait_ms
+        # Off: every job runs alone, still in this thread (the device's one caller).
+        self.batching = batching
         self._queue: queue.Queue[Job] = queue.Queue()
         self._pending: list[Job] = []  # taken off the queue, not yet run (executor thread)
         self._running = threading.Event()
@@ -133,7 +135,8 @@ class Batcher:
         head = self._pending[0]
         batch = self._gather(head)
         cap = head.request.spec.max_batch_images
-        while head.request.may_share_a_batch and sum(job.images for job in batch) < cap:
+        shares = self.batching and head.request.may_share_a_batch
+        while shares and sum(job.images for job in batch) < cap:
             remaining = head.arrived + self.batch_wait_ms / 1000 - time.monotonic()
             if remaining <= 0 or (self._incoming <= 0 and self._queue.empty()):
                 break
@@ -162,7 +165,7 @@ class Batcher:
 
     def _gather(self, head: Job) -> list[Job]:
         """The leader and the compatible jobs behind it, oldest first, within the cap."""
-        if not head.request.may_share_a_batch:
+        if not (self.batching and head.request.may_share_a_batch):
             return [head]
         batch, images, key = [head], head.images, head.request.batch_key()
         cap = head.request.spec.max_batch_images

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connection
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from generations import previews, services
@@ -101,6 +103,7 @@ def _run(generation: Generation, place: runtime.Place) -> None:
     device_wait_seconds = generation.device_wait_seconds
     if missing:
         place.size(len(missing))
+        inputs = _task_inputs(generation, spec)
         result = runtime.run(
             RunRequest(
                 spec=spec,
@@ -113,9 +116,11 @@ def _run(generation: Generation, place: runtime.Place) -> None:
                 seeds=[generation.seed + i for i in missing],
                 should_stop=_cancel_check(generation.id),
                 on_device=place.started,
-                **_task_inputs(generation, spec),
+                **inputs,
             )
         )
+        if isinstance(inputs.get("on_partial"), _PreviewSaver):
+            inputs["on_partial"].wait()
         inference_seconds = result.inference_seconds
         device_wait_seconds = result.device_wait_seconds
         # The whole pipeline call's seconds, shared with the jobs batched with this one.
@@ -156,17 +161,45 @@ def _task_inputs(generation: Generation, spec) -> dict:
         extra.update(init_image=init_image, mask=mask, strength=generation.params["strength"])
     count = generation.params.get("partial_images") or 0
     if generation.params.get("stream") and count:
+        extra.update(partial_images=count, on_partial=_PreviewSaver(generation, spec))
+    return extra
 
-        def on_partial(k: int, image) -> None:
+
+class _PreviewSaver:
+    """`on_partial` of a streaming job. The engine calls it in the device's thread, which
+    must get back to the steps at once: encoding, storing and the `partial` event (a
+    database write) run in the preview thread instead, in order; `wait()` holds the job
+    until its previews are stored (a finished job's previews are all there)."""
+
+    def __init__(self, generation: Generation, spec):
+        self.generation = generation
+        self.spec = spec
+        self.pending: list = []
+
+    def __call__(self, k: int, image) -> None:
+        self.pending.append(_preview_thread.submit(self._save, k, image))
+
+    def _save(self, k: int, image) -> None:
+        generation = self.generation
+        try:
             data, _ = encode_image(
-                image, generation.output_format, generation.output_compression, spec.png_compression
-            )
+                image, generation.output_format, generation.output_compression,
+                self.spec.png_compression,
+            )  # fmt: skip
             previews.save_preview(
                 generation_id=generation.id, k=k, data=data, output_format=generation.output_format
             )
+        except Exception:  # noqa: BLE001 - a preview must never fail the job
+            logger.warning("preview %d of %s was not stored", k, generation.id, exc_info=True)
+        finally:
+            connection.close()  # this thread serves every job of the process
 
-        extra.update(partial_images=count, on_partial=on_partial)
-    return extra
+    def wait(self) -> None:
+        for future in self.pending:
+            future.result()
+
+
+_preview_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imagehub-previews")
 
 
 def _arriving():

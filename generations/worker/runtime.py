@@ -97,18 +97,20 @@ room = DeviceRoom()
 
 
 def batcher():
-    """The device's batcher, following the BATCH_WAIT_MS setting."""
+    """The device's executor thread, following the BATCHING and BATCH_WAIT_MS settings."""
     found = batcher_for(get_engine(), batch_wait_ms=settings.BATCH_WAIT_MS)
     found.batch_wait_ms = settings.BATCH_WAIT_MS
+    found.batching = settings.BATCHING
     return found
 
 
 def run(request: RunRequest) -> RunResult:
-    """One job's images: through the device's batcher when batching is on and the job is
-    plain text-to-image; directly (under the same device lock) otherwise."""
-    if settings.BATCHING and request.init_image is None and not request.partial_images:
-        return run_batched(batcher(), request)
-    return get_engine().run(request)
+    """One job's images, made in the device's one executor thread (generations/engine/
+    batcher.py), batched with compatible jobs when batching is on. Every device call runs
+    in that thread, with batching off too: torch's CPU thread pool belongs to the thread
+    that calls it, and calls from several worker threads kept several pools competing for
+    the cores (the pipeline ran slower inside the server than alone)."""
+    return run_batched(batcher(), request)
 
 
 def warm_up(model_ids: list[str]) -> None:
@@ -125,7 +127,7 @@ def warm_up(model_ids: list[str]) -> None:
         try:
             engine.pipeline(spec)
             width, height = spec.default_size
-            engine.run(
+            run(
                 RunRequest(
                     spec=spec,
                     prompt="warm-up",

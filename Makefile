@@ -92,6 +92,12 @@ check-deploy:
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
 
+# One request at a time on the embedded default (what make run starts) against a bare
+# pipe() loop, with where the difference goes.
+.PHONY: bench-run
+bench-run: migrate demo-models
+	$(PY) -m tests.bench_make_run --out BENCHMARKS.md
+
 # The worker against an emulated device (a GIL-free wait per call, real 1024² images):
 # images per second against the device's capacity, PNG and JPEG, batching off and on.
 .PHONY: bench-pipeline

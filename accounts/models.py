@@ -127,6 +127,9 @@ class APIKey(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_keys"
     )
+    # The creator's role when the key was made (or handed to them): demoting them below
+    # it revokes or transfers the key (accounts/members.py).
+    created_with_role = models.CharField(max_length=16, blank=True)
     name = models.CharField(max_length=100, blank=True)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.GENERATE)
     prefix = models.CharField(max_length=32, unique=True)
@@ -333,6 +336,43 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_id}:{self.key} -> {self.reference}"
+
+
+class AuditEntry(models.Model):
+    """Who removed whom (or who left, or who was demoted) and what became of the keys
+    that person had created: revoked, or transferred to the owner who removed them.
+    Shown on the Organization page and in the admin; written only by accounts/members.py.
+    Emails are copied so that the entry still reads right after an account is deleted."""
+
+    class Action(models.TextChoices):
+        REMOVED = "member_removed"
+        LEFT = "member_left"
+        DEMOTED = "member_demoted"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="audit_entries"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    actor_email = models.EmailField()
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    subject_email = models.EmailField()
+    detail = models.CharField(max_length=200, blank=True)
+    # [{"id", "name", "redacted"}] of the keys revoked and of those transferred.
+    keys_revoked = models.JSONField(default=list, blank=True)
+    keys_transferred = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email}: {self.get_action_display()} {self.subject_email}"
 
 
 # Webhook models live with the rest of webhooks; imported here so that Django registers

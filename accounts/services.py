@@ -114,6 +114,13 @@ def _check_limits(limits: dict[str, int | None]) -> None:
             )
 
 
+def _role_in(organization: Organization, user: User | None) -> str:
+    if user is None:
+        return ""
+    membership = Membership.objects.filter(organization=organization, user=user).first()
+    return membership.role if membership else ""
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -141,6 +148,7 @@ def api_key_create(
     key = APIKey.objects.create(
         organization=organization,
         created_by=created_by,
+        created_with_role=_role_in(organization, created_by),
         name=name,
         scope=scope,
         prefix=prefix,

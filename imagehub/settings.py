@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +98,23 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (accounts/ratelimit.py): django-axes counts failures per account
+# *and* client address (an attacker's failures never lock the user out at their own
+# address), keyed by the NFKC, case-folded address; every door into authenticate() goes
+# through it, /admin/login/ included. Past the limit: 429 and a wait of the cool-off.
+AUTHENTICATION_BACKENDS = [
+    "accounts.ratelimit.SignInBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("IMAGEHUB_SIGNIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("IMAGEHUB_SIGNIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "accounts.ratelimit.axes_username"
+AXES_LOCKOUT_CALLABLE = "accounts.views.signin.lockout_response"
+AXES_VERBOSE = False
+# Failed sign-ins from one client address, across accounts, per 15 minutes (spraying).
+SIGNIN_FAILURES_PER_ADDRESS = env_int("IMAGEHUB_SIGNIN_FAILURES_PER_ADDRESS", 30, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "keys"
 LOGOUT_REDIRECT_URL = "login"
@@ -123,6 +141,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "storages",
+    "axes",
     "accounts",
     "generations",
 ]
@@ -142,6 +161,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a sign-in refused by the throttle with the 429 page (accounts/ratelimit.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "imagehub.urls"
@@ -314,6 +335,14 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sign-in failures must be counted once for every web process too: in Redis when there is
+# one, else in the database (axes' AccessAttempt rows, shown in the admin).
+AXES_HANDLER = (
+    "axes.handlers.cache.AxesCacheHandler"
+    if REDIS_URL
+    else "axes.handlers.database.AxesDatabaseHandler"
+)
+AXES_ENABLE_ADMIN = not REDIS_URL
 
 # --- storage -----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("IMAGEHUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()

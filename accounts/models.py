@@ -28,6 +28,7 @@ class UserManager(BaseUserManager):
 
     def create_superuser(self, email: str, password: str | None = None, **extra):
         extra.update(is_staff=True, is_superuser=True)
+        extra.setdefault("email_verified_at", timezone.now())  # the operator's own
         return self._create_user(email, password, **extra)
 
 
@@ -36,6 +37,9 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField("email address", unique=True)
+    # Set when the person follows the link of the verification email (or the operator
+    # vouches: create_api_key, createsuperuser); until then no keys, no starting credits.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

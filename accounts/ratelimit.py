@@ -114,6 +114,8 @@ SIGNIN_LIMITS = {
         per_address=settings.SIGNIN_FAILURES_PER_ADDRESS, per_account=0, window_seconds=15 * 60
     ),
     "password_reset": SignInLimit(per_address=10, per_account=3, window_seconds=60 * 60),
+    # Sign-ups and verification emails: each sends an email to the address given.
+    "signup": SignInLimit(per_address=10, per_account=3, window_seconds=60 * 60),
 }
 
 

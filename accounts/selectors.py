@@ -97,3 +97,7 @@ def audit_entry_list(*, organization: Organization, limit: int = 50) -> QuerySet
     return AuditEntry.objects.filter(organization=organization).order_by("-created_at", "-pk")[
         :limit
     ]
+
+
+def user_exists(*, email: str) -> bool:
+    return User.objects.filter(email__iexact=email).exists()

@@ -12,25 +12,43 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts import keys, members
+from accounts import keys, members, verification
 from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
 from accounts.ledger import credits_top_up, lock_organization
 from accounts.models import APIKey, Membership, Organization, User
-from imagehub.errors import InvalidRequest
+from imagehub.errors import InvalidRequest, PermissionError_
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def user_get_or_create(*, email: str) -> tuple[User, bool]:
+    """The account of `email`, created if missing: by the operator (create_api_key), who
+    vouches for the address, so a new one is verified."""
     email = User.objects.normalize_email(email).lower()
     user = User.objects.filter(email=email).first()
     if user:
         return user, False
-    return User.objects.create_user(email=email, password=None), True
+    return User.objects.create_user(
+        email=email, password=None, email_verified_at=timezone.now()
+    ), True
 
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User | None = None) -> Organization:
+    """A new organization, with `owner` as its owner. Made by the operator (no owner), it
+    gets the starting credits; made by a person, only if their address is verified and
+    has never had them (accounts/verification.py). A person owns at most
+    IMAGEHUB_MAX_ORGS_PER_USER organizations."""
+    if owner is not None:
+        User.objects.select_for_update().filter(pk=owner.pk).first()  # one count at a time
+        owned = Membership.objects.filter(user=owner, role=Membership.Role.OWNER).count()
+        if owned >= settings.MAX_ORGS_PER_USER:
+            raise InvalidRequest(
+                f"You own {owned} organizations, the most this server allows "
+                f"(IMAGEHUB_MAX_ORGS_PER_USER={settings.MAX_ORGS_PER_USER}).",
+                param="name",
+                code="too_many_organizations",
+            )
     base = slugify(name)[:50] or "org"
     slug, n = base, 1
     while Organization.objects.filter(slug=slug).exists():
@@ -39,7 +57,8 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     org = Organization.objects.create(name=name, slug=slug)
     if owner is not None:
         Membership.objects.create(organization=org, user=owner, role=Membership.Role.OWNER)
-    if settings.STARTING_CREDITS:
+        verification.starting_credits_grant(user=owner, organization=org)
+    elif settings.STARTING_CREDITS:
         credits_top_up(
             organization=org,
             amount=settings.STARTING_CREDITS,
@@ -58,11 +77,19 @@ def user_sign_up(
     With a pending invitation for this email address, the person joins the inviting
     organization and starts there, unless they also named an organization of their own,
     which is then created with them as its owner. Without one, their first organization is
-    created: named `organization_name`, else after the email address."""
-    user = User.objects.create_user(email=email, password=password)
-    name = organization_name.strip()
+    created: named `organization_name`, else after the email address.
+
+    The address is verified at once when an invitation for it is used (the link came to
+    it); otherwise the account waits for the verification link (accounts/verification.py).
+    """
     invitation = members.invitation_find_pending(token=invitation_token)
-    if invitation is not None and user.email == invitation.email:
+    email = User.objects.normalize_email(email).strip().lower()
+    invited = invitation is not None and email == invitation.email
+    user = User.objects.create_user(
+        email=email, password=password, email_verified_at=timezone.now() if invited else None
+    )
+    name = organization_name.strip()
+    if invited:
         organization = members.invitation_accept(token=invitation_token, user=user).organization
         if name:
             organization = organization_create(name=name, owner=user)
@@ -139,6 +166,12 @@ def api_key_create(
     secret was shown once, to the first request, and is not stored."""
     limits = limits or {}
     _check_limits(limits)
+    if created_by is not None and created_by.email_verified_at is None:
+        raise PermissionError_(
+            f"Verify your email address ({created_by.email}) before creating keys: follow "
+            "the link we emailed you, or ask for a new one on any page.",
+            code="email_not_verified",
+        )
     if idempotency is not None:
         lock_organization(organization.pk)  # serializes retries of one key
         made = idempotency_lookup(organization=organization, idempotency=idempotency)
@@ -273,6 +306,9 @@ def api_key_provision(
     organization_for_user), creating the user, the organization and the membership if
     they are missing; the organization is first topped up by `credits` micro-credits."""
     user, user_created = user_get_or_create(email=email)
+    if user.email_verified_at is None:  # the operator vouches for the address
+        user.email_verified_at = timezone.now()
+        user.save(update_fields=["email_verified_at"])
     organization, organization_created = organization_for_user(user=user, name=organization_name)
     if credits:
         credits_top_up(organization=organization, amount=credits, memo="create_api_key")

@@ -319,9 +319,12 @@ METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
 # --- limits and money -------------------------------------------------------------------
 # Requests per minute for keys and organizations that set no limit; 0 = unlimited.
 DEFAULT_RPM_LIMIT = env_int("IMAGEHUB_DEFAULT_RPM_LIMIT", 0, minimum=0)
-# Micro-credits (1 credit = 1,000,000) given to every new organization, as a top-up in its
-# ledger; 0 = none (an operator adds credits before its requests are served).
+# Micro-credits (1 credit = 1,000,000) given as a top-up in the ledger to an organization
+# the operator creates, and once per verified email address to the first organization
+# that person owns (accounts/verification.py); 0 = none.
 STARTING_CREDITS = env_int("IMAGEHUB_STARTING_CREDITS", 0, minimum=0)
+# Organizations one person may own (create) at most; the operator's are not counted.
+MAX_ORGS_PER_USER = env_int("IMAGEHUB_MAX_ORGS_PER_USER", 5, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagehub <noreply@localhost>")
 # Rate-limit counters must be shared by every web process: Redis when there is one.
 if REDIS_URL:

@@ -29,10 +29,11 @@ class SignUpForm(BaseUserCreationForm):
         fields = ("email",)
 
     def clean_email(self) -> str:
-        email = User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address already exists.")
-        return email
+        return User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
+
+    def validate_unique(self) -> None:
+        """Not here: a taken address must get the same answer as a new one (the view
+        emails its owner instead), so the form never says it exists."""
 
 
 class OrganizationForm(forms.Form):

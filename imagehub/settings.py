@@ -6,6 +6,8 @@ local files). Production sets DATABASE_URL, DRAMATIQ_BROKER_URL and STORAGE=s3.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 import warnings
@@ -60,6 +62,28 @@ SECRET_KEY = _secret_key()
 # API keys are stored as HMAC-SHA256 digests under this secret. Changing it invalidates
 # every key, so production should set it explicitly (and never rotate SECRET_KEY into it).
 API_KEY_HMAC_SECRET = env_str("IMAGEHUB_API_KEY_SECRET", SECRET_KEY)
+
+
+def _encryption_keys() -> list[str]:
+    """IMAGEHUB_SECRET_ENCRYPTION_KEY: Fernet keys, comma-separated, the first encrypts
+    (accounts/webhooks/secrets.py); empty = a key derived from SECRET_KEY."""
+    keys = env_list("IMAGEHUB_SECRET_ENCRYPTION_KEY", [])
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (ValueError, binascii.Error):
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(
+                "IMAGEHUB_SECRET_ENCRYPTION_KEY holds a key that is not a Fernet key (32 "
+                'url-safe base64 bytes): make one with `python -c "from cryptography.fernet '
+                'import Fernet; print(Fernet.generate_key().decode())"`.'
+            )
+    return keys
+
+
+# Webhook signing secrets are stored encrypted under these keys (rotatable: new key first).
+SECRET_ENCRYPTION_KEYS = _encryption_keys()
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])

@@ -19,7 +19,6 @@ from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, Organization
 from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT, MAX_ROTATION_GRACE_SECONDS
 from accounts.webhooks import endpoints as webhook_endpoints
-from accounts.webhooks import signing as webhook_signing
 from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
 from accounts.webhooks.models import WebhookDelivery
 
@@ -253,7 +252,7 @@ class WebhookEndpointSerializer(serializers.Serializer):
             {
                 "url": endpoint.url,
                 "events": endpoint.events,
-                "secret_redacted": webhook_signing.redacted(endpoint.secret),
+                "secret_redacted": endpoint.secret_hint,
                 "secret_created_at": endpoint.secret_created_at,
                 "previous_expires_at": endpoint.previous_expires_at,
                 "secret": secret,

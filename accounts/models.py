@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
@@ -145,6 +147,8 @@ class APIKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Catalog model ids this key may use; empty = every model.
     allowed_models = models.JSONField(default=list, blank=True)
+    # Client networks (CIDR, IPv4 or IPv6) this key may be used from; empty = anywhere.
+    allowed_ips = models.JSONField(default=list, blank=True)
     # Per-key limits, stored here and enforced by the billing/rate-limit layer; null = none.
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     max_concurrent = models.PositiveIntegerField(null=True, blank=True)
@@ -180,6 +184,18 @@ class APIKey(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    def allows_address(self, address: str) -> bool:
+        """Whether a request from `address` may use this key (its allowlist)."""
+        if not self.allowed_ips:
+            return True
+        try:
+            client = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
+            client = client.ipv4_mapped
+        return any(client in ipaddress.ip_network(net) for net in self.allowed_ips)
 
     def allows_model(self, model_id: str) -> bool:
         """Whether this key may use the catalog model ``model_id`` (a canonical id)."""

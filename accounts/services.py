@@ -3,6 +3,7 @@ a key (create, update, rotate, revoke, touch), and provisioning from the command
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,6 +142,29 @@ def _check_limits(limits: dict[str, int | None]) -> None:
             )
 
 
+MAX_ALLOWED_IPS = 100
+
+
+def allowed_ips_check(values: list[str], *, param: str = "allowed_ips") -> list[str]:
+    """CIDR networks (or single addresses), IPv4 or IPv6, normalised; InvalidRequest
+    naming the first that is not one."""
+    if len(values) > MAX_ALLOWED_IPS:
+        raise InvalidRequest(f"At most {MAX_ALLOWED_IPS} networks.", param=param)
+    networks: list[str] = []
+    for value in values:
+        try:
+            network = str(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise InvalidRequest(
+                f"'{value}' is not an IP address or CIDR network (e.g. 203.0.113.0/24, "
+                "2001:db8::/32).",
+                param=param,
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return networks
+
+
 def _role_in(organization: Organization, user: User | None) -> str:
     if user is None:
         return ""
@@ -158,6 +182,7 @@ def api_key_create(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     limits: dict[str, int | None] | None = None,
+    allowed_ips: list[str] | None = None,
     idempotency: Idempotency | None = None,
 ) -> tuple[APIKey, str | None]:
     """Create a key and return it with its secret, which is never retrievable again.
@@ -166,6 +191,7 @@ def api_key_create(
     secret was shown once, to the first request, and is not stored."""
     limits = limits or {}
     _check_limits(limits)
+    networks = allowed_ips_check(allowed_ips or [])
     if created_by is not None and created_by.email_verified_at is None:
         raise PermissionError_(
             f"Verify your email address ({created_by.email}) before creating keys: follow "
@@ -189,6 +215,7 @@ def api_key_create(
         last_four=secret[-4:],
         expires_at=expires_at,
         allowed_models=list(allowed_models or []),
+        allowed_ips=networks,
         **limits,
     )
     if idempotency is not None:
@@ -209,6 +236,7 @@ def api_key_update(
     allowed_models: list[str] | None = None,
     limits: dict[str, int | None] | None = None,
     expires_at: datetime | None = _UNSET,
+    allowed_ips: list[str] | None = None,
 ) -> APIKey:
     """Change the editable settings of a key; arguments left out stay as they are
     (``expires_at=None`` means "never expires")."""
@@ -217,6 +245,8 @@ def api_key_update(
         fields["name"] = name
     if allowed_models is not None:
         fields["allowed_models"] = list(allowed_models)
+    if allowed_ips is not None:
+        fields["allowed_ips"] = allowed_ips_check(allowed_ips)
     if limits:
         _check_limits(limits)
         fields.update(limits)

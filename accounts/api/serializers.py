@@ -74,6 +74,13 @@ class _KeySettingsSerializer(StrictSerializer):
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, validators=[_future], help_text="null = never."
     )
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=100,
+        required=False,
+        help_text="Client networks (CIDR, IPv4 or IPv6) this key may be used from; "
+        "empty = anywhere. Elsewhere the key gets 403 naming the address.",
+    )
 
     def validate_allowed_models(self, value: list[str]) -> list[str]:
         ids: list[str] = []
@@ -140,6 +147,7 @@ class APIKeySerializer(serializers.ModelSerializer):
             "revoked_at",
             "previous_expires_at",
             "allowed_models",
+            "allowed_ips",
             "limits",
             "created_by",
         ]

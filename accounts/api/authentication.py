@@ -32,14 +32,27 @@ def _redact(secret: str) -> str:
     return f"{secret[:8]}…{secret[-4:]}" if len(secret) > 16 else "…"
 
 
+def _key_in_url(params) -> str | None:
+    """The name of a query parameter that carries a key: any whose value looks like one,
+    and the usual names for one unless the value is a plain id (the generation list's
+    `?api_key=<key id>` filter)."""
+    for name, values in params.lists():
+        for value in values:
+            if value.startswith(keys.SECRET_PREFIX):
+                return name
+            if name.lower() in KEY_QUERY_PARAMETERS and not value.isdigit():
+                return name
+    return None
+
+
 class BearerKeyAuthentication(BaseAuthentication):
     keyword = b"bearer"
 
     def authenticate(self, request):
-        in_url = KEY_QUERY_PARAMETERS.intersection(k.lower() for k in request.query_params)
+        in_url = _key_in_url(request.query_params)
         if in_url:
             raise AuthenticationFailed(
-                f"API keys are not accepted in the URL (?{sorted(in_url)[0]}=): send the key "
+                f"API keys are not accepted in the URL (?{in_url}=): send the key "
                 "in the Authorization header, 'Authorization: Bearer <key>', and treat the "
                 "one you sent as exposed.",
                 code="api_key_in_url",

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from accounts.ledger import credits_top_up
 from accounts.models import (
     APIKey,
+    AuditEntry,
     CreditEntry,
     Invitation,
     Membership,
@@ -196,4 +197,20 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: entries are written by accounts/members.py, never by hand."""
+
+    list_display = ("created_at", "organization", "actor_email", "action", "subject_email")
+    list_filter = ("action",)
+    search_fields = ("actor_email", "subject_email", "organization__name")
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -7,6 +7,10 @@ The rules, in one place:
 - admins cannot make anyone an owner, and cannot change or remove an owner; owners can;
 - an organization always keeps at least one owner: removing or demoting the last owner
   is refused;
+- membership ends access: removing a member, a member leaving, or demoting a member
+  below the role they held when they created a key revokes every such key at once, or,
+  when an owner removes or demotes someone and chooses so, transfers it to that owner;
+  each of these is written to the organization's audit log (AuditEntry);
 - an invitation is a one-time link that expires; only a digest of its token is stored,
   and only the person with the invited email address can accept it.
 
@@ -26,12 +30,14 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Invitation, Membership, Organization, User
+from accounts.models import APIKey, AuditEntry, Invitation, Membership, Organization, User
 from accounts.selectors import MANAGER_ROLES, Caller
 from imagehub.errors import InvalidRequest, NotFound, PermissionError_
 
 INVITATION_TTL = timedelta(days=7)
 Role = Membership.Role
+# Higher is more: a key made with a role above the creator's new one goes with the role.
+ROLE_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
 
 
 def invitation_digest(token: str) -> str:
@@ -78,10 +84,63 @@ def membership_get(*, caller: Caller, membership_id: int) -> Membership:
     return membership
 
 
+def _key_row(key: APIKey) -> dict:
+    return {"id": key.pk, "name": key.name, "redacted": key.redacted}
+
+
+def _keys_end(*, caller: Caller, user: User, keys, transfer: bool) -> tuple[list[dict], list[dict]]:
+    """Revoke the live keys in `keys` (created by `user`), or transfer them to the
+    calling owner. Returns (revoked, transferred) as audit rows."""
+    live = list(keys.filter(revoked_at__isnull=True).select_for_update().order_by("pk"))
+    if not live:
+        return [], []
+    ids = [key.pk for key in live]
+    if transfer:
+        APIKey.objects.filter(pk__in=ids).update(
+            created_by=caller.user, created_with_role=caller.role
+        )
+        return [], [_key_row(key) for key in live]
+    APIKey.objects.filter(pk__in=ids).update(revoked_at=timezone.now())
+    return [_key_row(key) for key in live], []
+
+
+def _audit(
+    *, caller: Caller, action: str, subject: User, detail: str, revoked, transferred
+) -> AuditEntry:
+    return AuditEntry.objects.create(
+        organization=caller.organization,
+        action=action,
+        actor=caller.user,
+        actor_email=caller.user.email,
+        subject=subject,
+        subject_email=subject.email,
+        detail=detail,
+        keys_revoked=revoked,
+        keys_transferred=transferred,
+    )
+
+
+def _check_transfer(caller: Caller, membership: Membership, transfer: bool) -> None:
+    if transfer and (caller.role != Role.OWNER or membership.user_id == caller.user.pk):
+        raise PermissionError_("Only an owner can take over the keys of someone else.")
+
+
+def member_keys(*, membership: Membership):
+    """The live keys this member created in the organization (what a removal ends)."""
+    return APIKey.objects.filter(
+        organization_id=membership.organization_id,
+        created_by_id=membership.user_id,
+        revoked_at__isnull=True,
+    ).order_by("-created_at", "-pk")
+
+
 @transaction.atomic
-def membership_change_role(*, caller: Caller, membership: Membership, role: str) -> Membership:
+def membership_change_role(
+    *, caller: Caller, membership: Membership, role: str, transfer_keys: bool = False
+) -> Membership:
     _require_manager(caller, "change roles")
     _require_may_grant(caller, role)
+    _check_transfer(caller, membership, transfer_keys)
     if membership.role == Role.OWNER and caller.role != Role.OWNER:
         raise PermissionError_("Only owners can change an owner's role.")
     if membership.role == role:
@@ -92,25 +151,61 @@ def membership_change_role(*, caller: Caller, membership: Membership, role: str)
             "make someone else an owner first.",
             code="last_owner",
         )
+    previous = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
+    if ROLE_RANK[role] < ROLE_RANK[previous]:
+        above = [r for r, rank in ROLE_RANK.items() if rank > ROLE_RANK[role]]
+        revoked, transferred = _keys_end(
+            caller=caller,
+            user=membership.user,
+            keys=member_keys(membership=membership).filter(created_with_role__in=above),
+            transfer=transfer_keys,
+        )
+        _audit(
+            caller=caller,
+            action=AuditEntry.Action.DEMOTED,
+            subject=membership.user,
+            detail=f"{previous} to {role}",
+            revoked=revoked,
+            transferred=transferred,
+        )
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, caller: Caller, membership: Membership) -> None:
+def membership_remove(
+    *, caller: Caller, membership: Membership, transfer_keys: bool = False
+) -> AuditEntry:
+    """Remove a member (or leave): every key they created in the organization is revoked
+    at once, or transferred to the calling owner with `transfer_keys`."""
     leaving = membership.user_id == caller.user.pk
     if not leaving:
         _require_manager(caller, "remove members")
         if membership.role == Role.OWNER and caller.role != Role.OWNER:
             raise PermissionError_("Only owners can remove an owner.")
+    _check_transfer(caller, membership, transfer_keys)
     if membership.role == Role.OWNER and _owner_count_locked(caller.organization) <= 1:
         raise InvalidRequest(
             f"{membership.user.email} is the last owner of {caller.organization.name} and "
             "cannot be removed; make someone else an owner first.",
             code="last_owner",
         )
+    revoked, transferred = _keys_end(
+        caller=caller,
+        user=membership.user,
+        keys=member_keys(membership=membership),
+        transfer=transfer_keys,
+    )
     membership.delete()
+    return _audit(
+        caller=caller,
+        action=AuditEntry.Action.LEFT if leaving else AuditEntry.Action.REMOVED,
+        subject=membership.user,
+        detail=f"was {membership.role}",
+        revoked=revoked,
+        transferred=transferred,
+    )
 
 
 @transaction.atomic

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
@@ -28,6 +30,7 @@ class UserManager(BaseUserManager):
 
     def create_superuser(self, email: str, password: str | None = None, **extra):
         extra.update(is_staff=True, is_superuser=True)
+        extra.setdefault("email_verified_at", timezone.now())  # the operator's own
         return self._create_user(email, password, **extra)
 
 
@@ -36,6 +39,9 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField("email address", unique=True)
+    # Set when the person follows the link of the verification email (or the operator
+    # vouches: create_api_key, createsuperuser); until then no keys, no starting credits.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
@@ -127,6 +133,9 @@ class APIKey(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_keys"
     )
+    # The creator's role when the key was made (or handed to them): demoting them below
+    # it revokes or transfers the key (accounts/members.py).
+    created_with_role = models.CharField(max_length=16, blank=True)
     name = models.CharField(max_length=100, blank=True)
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.GENERATE)
     prefix = models.CharField(max_length=32, unique=True)
@@ -138,6 +147,8 @@ class APIKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Catalog model ids this key may use; empty = every model.
     allowed_models = models.JSONField(default=list, blank=True)
+    # Client networks (CIDR, IPv4 or IPv6) this key may be used from; empty = anywhere.
+    allowed_ips = models.JSONField(default=list, blank=True)
     # Per-key limits, stored here and enforced by the billing/rate-limit layer; null = none.
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     max_concurrent = models.PositiveIntegerField(null=True, blank=True)
@@ -173,6 +184,18 @@ class APIKey(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    def allows_address(self, address: str) -> bool:
+        """Whether a request from `address` may use this key (its allowlist)."""
+        if not self.allowed_ips:
+            return True
+        try:
+            client = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
+            client = client.ipv4_mapped
+        return any(client in ipaddress.ip_network(net) for net in self.allowed_ips)
 
     def allows_model(self, model_id: str) -> bool:
         """Whether this key may use the catalog model ``model_id`` (a canonical id)."""
@@ -333,6 +356,43 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_id}:{self.key} -> {self.reference}"
+
+
+class AuditEntry(models.Model):
+    """Who removed whom (or who left, or who was demoted) and what became of the keys
+    that person had created: revoked, or transferred to the owner who removed them.
+    Shown on the Organization page and in the admin; written only by accounts/members.py.
+    Emails are copied so that the entry still reads right after an account is deleted."""
+
+    class Action(models.TextChoices):
+        REMOVED = "member_removed"
+        LEFT = "member_left"
+        DEMOTED = "member_demoted"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="audit_entries"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    actor_email = models.EmailField()
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    subject_email = models.EmailField()
+    detail = models.CharField(max_length=200, blank=True)
+    # [{"id", "name", "redacted"}] of the keys revoked and of those transferred.
+    keys_revoked = models.JSONField(default=list, blank=True)
+    keys_transferred = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email}: {self.get_action_display()} {self.subject_email}"
 
 
 # Webhook models live with the rest of webhooks; imported here so that Django registers

@@ -6,19 +6,33 @@ REDIS_URL or a Redis broker is configured). Every limit is a fixed window counte
   The state of the window travels on the request so every response of the image API
   carries OpenAI's ``x-ratelimit-*-requests`` headers, and a refusal carries
   ``Retry-After``;
-- sign-in and password-reset attempts, per client address and per account
-  (`signin_blocked_for`, `signin_record`): ``throttle:<kind>:addr|acct:…:<window>``. Past
-  the limit the page answers 429 with a message saying how long to wait
-  (accounts/views/signin.py). Failed sign-ins count; every password-reset request counts
-  (each one may send an email).
+- sign-in attempts, through every door that calls Django's ``authenticate()`` (the
+  sign-in page, ``/admin/login/``): django-axes locks out one account *from one client
+  address* after ``AXES_FAILURE_LIMIT`` failures (cache handler, cool-off
+  ``AXES_COOLOFF_TIME``), so failures from an attacker's address never block the real
+  user at theirs; `SignInBackend` (axes' backend, first in AUTHENTICATION_BACKENDS) adds
+  a per-address limit on failures across accounts, against spraying;
+- password-reset requests, per client address and per account
+  (`signin_blocked_for`, `signin_record`): ``throttle:<kind>:addr|acct:…:<window>``;
+  every request counts (each one may send an email).
+
+Accounts are counted by `normalise_account`: NFKC (what Django's sign-in form applies
+before the password is checked) and case-folded, so ``ｖic@v.test`` and ``VIC@V.TEST``
+count as ``vic@v.test``. The client address is ``REMOTE_ADDR``: the peer, or the
+``X-Forwarded-For`` address when the peer is a trusted proxy (gunicorn's
+``--forwarded-allow-ips`` / ``FORWARDED_ALLOW_IPS``, loopback by default). Past a limit the
+page answers 429 with a message saying how long to wait (accounts/views/signin.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+import unicodedata
 from dataclasses import dataclass
 
+from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
 from django.conf import settings
 from django.core.cache import cache
 
@@ -95,9 +109,28 @@ class SignInLimit:
 
 
 SIGNIN_LIMITS = {
-    "login": SignInLimit(per_address=30, per_account=10, window_seconds=15 * 60),
+    # Per account (and address) the limit is axes' (settings.AXES_FAILURE_LIMIT).
+    "login": SignInLimit(
+        per_address=settings.SIGNIN_FAILURES_PER_ADDRESS, per_account=0, window_seconds=15 * 60
+    ),
     "password_reset": SignInLimit(per_address=10, per_account=3, window_seconds=60 * 60),
+    # Sign-ups and verification emails: each sends an email to the address given.
+    "signup": SignInLimit(per_address=10, per_account=3, window_seconds=60 * 60),
 }
+
+
+def normalise_account(value: str | None) -> str:
+    """One key per address however it is spelled: NFKC, as Django's sign-in form
+    normalises the user name before the password is checked, then case-folded."""
+    return unicodedata.normalize("NFKC", value or "").strip().casefold()
+
+
+def axes_username(request, credentials: dict | None) -> str:
+    """AXES_USERNAME_CALLABLE: the account an attempt is counted against."""
+    raw = (credentials or {}).get("username")
+    if raw is None and request is not None:
+        raw = request.POST.get("username", "")
+    return normalise_account(raw)
 
 
 def _signin_counters(kind: str, address: str, account: str) -> list[tuple[str, int]]:
@@ -105,8 +138,8 @@ def _signin_counters(kind: str, address: str, account: str) -> list[tuple[str, i
     limit = SIGNIN_LIMITS[kind]
     window = int(time.time() // limit.window_seconds)
     counters = [(f"throttle:{kind}:addr:{address}:{window}", limit.per_address)]
-    account = account.strip().lower()
-    if account:
+    account = normalise_account(account)
+    if account and limit.per_account:
         digest = hashlib.sha256(account.encode()).hexdigest()[:32]
         counters.append((f"throttle:{kind}:acct:{digest}:{window}", limit.per_account))
     return counters
@@ -139,3 +172,27 @@ def signin_message(wait_seconds: int) -> str:
         f"Too many attempts. For your account's safety, try again in {minutes} "
         f"minute{'s' if minutes != 1 else ''}."
     )
+
+
+class SignInBackend(AxesStandaloneBackend):
+    """First in AUTHENTICATION_BACKENDS: refuses an attempt from an address past its
+    limit of failures across accounts, then lets axes refuse an account locked out at
+    this address. Either way the request is marked so that axes' middleware answers with
+    the 429 page. Checks nothing when there is no request (scripts, tests' login())."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        wait = signin_blocked_for("login", address=client_address(request), account="")
+        if wait:
+            request.axes_locked_out = True
+            request.signin_wait = wait
+            raise AxesBackendPermissionDenied("Too many failed sign-ins from this address.")
+        return super().authenticate(request, username, password, **kwargs)
+
+
+def signin_failed(sender, credentials, request=None, **kwargs) -> None:
+    """user_login_failed: a failure counts against its address (axes counts it against
+    the account at that address)."""
+    if request is not None:
+        signin_record("login", address=client_address(request), account="")

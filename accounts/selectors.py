@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from accounts.models import APIKey, Membership, Organization, User
+from accounts.models import APIKey, AuditEntry, Membership, Organization, User
 from imagehub.errors import NotFound, PermissionError_
 
 SESSION_ORG_KEY = "org_id"
@@ -90,3 +90,14 @@ def membership_list(*, organization: Organization) -> QuerySet[Membership]:
         .select_related("user")
         .order_by("created_at", "pk")
     )
+
+
+def audit_entry_list(*, organization: Organization, limit: int = 50) -> QuerySet[AuditEntry]:
+    """The organization's latest audit entries (removals, departures, demotions)."""
+    return AuditEntry.objects.filter(organization=organization).order_by("-created_at", "-pk")[
+        :limit
+    ]
+
+
+def user_exists(*, email: str) -> bool:
+    return User.objects.filter(email__iexact=email).exists()

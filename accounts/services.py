@@ -3,6 +3,7 @@ a key (create, update, rotate, revoke, touch), and provisioning from the command
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,25 +13,43 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts import keys, members
+from accounts import keys, members, verification
 from accounts.idempotency import Idempotency, idempotency_lookup, idempotency_record
 from accounts.ledger import credits_top_up, lock_organization
 from accounts.models import APIKey, Membership, Organization, User
-from imagehub.errors import InvalidRequest
+from imagehub.errors import InvalidRequest, PermissionError_
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def user_get_or_create(*, email: str) -> tuple[User, bool]:
+    """The account of `email`, created if missing: by the operator (create_api_key), who
+    vouches for the address, so a new one is verified."""
     email = User.objects.normalize_email(email).lower()
     user = User.objects.filter(email=email).first()
     if user:
         return user, False
-    return User.objects.create_user(email=email, password=None), True
+    return User.objects.create_user(
+        email=email, password=None, email_verified_at=timezone.now()
+    ), True
 
 
 @transaction.atomic
 def organization_create(*, name: str, owner: User | None = None) -> Organization:
+    """A new organization, with `owner` as its owner. Made by the operator (no owner), it
+    gets the starting credits; made by a person, only if their address is verified and
+    has never had them (accounts/verification.py). A person owns at most
+    IMAGEHUB_MAX_ORGS_PER_USER organizations."""
+    if owner is not None:
+        User.objects.select_for_update().filter(pk=owner.pk).first()  # one count at a time
+        owned = Membership.objects.filter(user=owner, role=Membership.Role.OWNER).count()
+        if owned >= settings.MAX_ORGS_PER_USER:
+            raise InvalidRequest(
+                f"You own {owned} organizations, the most this server allows "
+                f"(IMAGEHUB_MAX_ORGS_PER_USER={settings.MAX_ORGS_PER_USER}).",
+                param="name",
+                code="too_many_organizations",
+            )
     base = slugify(name)[:50] or "org"
     slug, n = base, 1
     while Organization.objects.filter(slug=slug).exists():
@@ -39,7 +58,8 @@ def organization_create(*, name: str, owner: User | None = None) -> Organization
     org = Organization.objects.create(name=name, slug=slug)
     if owner is not None:
         Membership.objects.create(organization=org, user=owner, role=Membership.Role.OWNER)
-    if settings.STARTING_CREDITS:
+        verification.starting_credits_grant(user=owner, organization=org)
+    elif settings.STARTING_CREDITS:
         credits_top_up(
             organization=org,
             amount=settings.STARTING_CREDITS,
@@ -58,11 +78,19 @@ def user_sign_up(
     With a pending invitation for this email address, the person joins the inviting
     organization and starts there, unless they also named an organization of their own,
     which is then created with them as its owner. Without one, their first organization is
-    created: named `organization_name`, else after the email address."""
-    user = User.objects.create_user(email=email, password=password)
-    name = organization_name.strip()
+    created: named `organization_name`, else after the email address.
+
+    The address is verified at once when an invitation for it is used (the link came to
+    it); otherwise the account waits for the verification link (accounts/verification.py).
+    """
     invitation = members.invitation_find_pending(token=invitation_token)
-    if invitation is not None and user.email == invitation.email:
+    email = User.objects.normalize_email(email).strip().lower()
+    invited = invitation is not None and email == invitation.email
+    user = User.objects.create_user(
+        email=email, password=password, email_verified_at=timezone.now() if invited else None
+    )
+    name = organization_name.strip()
+    if invited:
         organization = members.invitation_accept(token=invitation_token, user=user).organization
         if name:
             organization = organization_create(name=name, owner=user)
@@ -114,6 +142,36 @@ def _check_limits(limits: dict[str, int | None]) -> None:
             )
 
 
+MAX_ALLOWED_IPS = 100
+
+
+def allowed_ips_check(values: list[str], *, param: str = "allowed_ips") -> list[str]:
+    """CIDR networks (or single addresses), IPv4 or IPv6, normalised; InvalidRequest
+    naming the first that is not one."""
+    if len(values) > MAX_ALLOWED_IPS:
+        raise InvalidRequest(f"At most {MAX_ALLOWED_IPS} networks.", param=param)
+    networks: list[str] = []
+    for value in values:
+        try:
+            network = str(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise InvalidRequest(
+                f"'{value}' is not an IP address or CIDR network (e.g. 203.0.113.0/24, "
+                "2001:db8::/32).",
+                param=param,
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return networks
+
+
+def _role_in(organization: Organization, user: User | None) -> str:
+    if user is None:
+        return ""
+    membership = Membership.objects.filter(organization=organization, user=user).first()
+    return membership.role if membership else ""
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -124,6 +182,7 @@ def api_key_create(
     expires_at: datetime | None = None,
     allowed_models: list[str] | None = None,
     limits: dict[str, int | None] | None = None,
+    allowed_ips: list[str] | None = None,
     idempotency: Idempotency | None = None,
 ) -> tuple[APIKey, str | None]:
     """Create a key and return it with its secret, which is never retrievable again.
@@ -132,6 +191,13 @@ def api_key_create(
     secret was shown once, to the first request, and is not stored."""
     limits = limits or {}
     _check_limits(limits)
+    networks = allowed_ips_check(allowed_ips or [])
+    if created_by is not None and created_by.email_verified_at is None:
+        raise PermissionError_(
+            f"Verify your email address ({created_by.email}) before creating keys: follow "
+            "the link we emailed you, or ask for a new one on any page.",
+            code="email_not_verified",
+        )
     if idempotency is not None:
         lock_organization(organization.pk)  # serializes retries of one key
         made = idempotency_lookup(organization=organization, idempotency=idempotency)
@@ -141,6 +207,7 @@ def api_key_create(
     key = APIKey.objects.create(
         organization=organization,
         created_by=created_by,
+        created_with_role=_role_in(organization, created_by),
         name=name,
         scope=scope,
         prefix=prefix,
@@ -148,6 +215,7 @@ def api_key_create(
         last_four=secret[-4:],
         expires_at=expires_at,
         allowed_models=list(allowed_models or []),
+        allowed_ips=networks,
         **limits,
     )
     if idempotency is not None:
@@ -168,6 +236,7 @@ def api_key_update(
     allowed_models: list[str] | None = None,
     limits: dict[str, int | None] | None = None,
     expires_at: datetime | None = _UNSET,
+    allowed_ips: list[str] | None = None,
 ) -> APIKey:
     """Change the editable settings of a key; arguments left out stay as they are
     (``expires_at=None`` means "never expires")."""
@@ -176,6 +245,8 @@ def api_key_update(
         fields["name"] = name
     if allowed_models is not None:
         fields["allowed_models"] = list(allowed_models)
+    if allowed_ips is not None:
+        fields["allowed_ips"] = allowed_ips_check(allowed_ips)
     if limits:
         _check_limits(limits)
         fields.update(limits)
@@ -265,6 +336,9 @@ def api_key_provision(
     organization_for_user), creating the user, the organization and the membership if
     they are missing; the organization is first topped up by `credits` micro-credits."""
     user, user_created = user_get_or_create(email=email)
+    if user.email_verified_at is None:  # the operator vouches for the address
+        user.email_verified_at = timezone.now()
+        user.save(update_fields=["email_verified_at"])
     organization, organization_created = organization_for_user(user=user, name=organization_name)
     if credits:
         credits_top_up(organization=organization, amount=credits, memo="create_api_key")

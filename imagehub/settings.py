@@ -6,9 +6,12 @@ local files). Production sets DATABASE_URL, DRAMATIQ_BROKER_URL and STORAGE=s3.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -60,6 +63,28 @@ SECRET_KEY = _secret_key()
 # every key, so production should set it explicitly (and never rotate SECRET_KEY into it).
 API_KEY_HMAC_SECRET = env_str("IMAGEHUB_API_KEY_SECRET", SECRET_KEY)
 
+
+def _encryption_keys() -> list[str]:
+    """IMAGEHUB_SECRET_ENCRYPTION_KEY: Fernet keys, comma-separated, the first encrypts
+    (accounts/webhooks/secrets.py); empty = a key derived from SECRET_KEY."""
+    keys = env_list("IMAGEHUB_SECRET_ENCRYPTION_KEY", [])
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (ValueError, binascii.Error):
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(
+                "IMAGEHUB_SECRET_ENCRYPTION_KEY holds a key that is not a Fernet key (32 "
+                'url-safe base64 bytes): make one with `python -c "from cryptography.fernet '
+                'import Fernet; print(Fernet.generate_key().decode())"`.'
+            )
+    return keys
+
+
+# Webhook signing secrets are stored encrypted under these keys (rotatable: new key first).
+SECRET_ENCRYPTION_KEYS = _encryption_keys()
+
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = (
@@ -97,6 +122,23 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (accounts/ratelimit.py): django-axes counts failures per account
+# *and* client address (an attacker's failures never lock the user out at their own
+# address), keyed by the NFKC, case-folded address; every door into authenticate() goes
+# through it, /admin/login/ included. Past the limit: 429 and a wait of the cool-off.
+AUTHENTICATION_BACKENDS = [
+    "accounts.ratelimit.SignInBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("IMAGEHUB_SIGNIN_FAILURES_PER_ACCOUNT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("IMAGEHUB_SIGNIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "accounts.ratelimit.axes_username"
+AXES_LOCKOUT_CALLABLE = "accounts.views.signin.lockout_response"
+AXES_VERBOSE = False
+# Failed sign-ins from one client address, across accounts, per 15 minutes (spraying).
+SIGNIN_FAILURES_PER_ADDRESS = env_int("IMAGEHUB_SIGNIN_FAILURES_PER_ADDRESS", 30, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "keys"
 LOGOUT_REDIRECT_URL = "login"
@@ -123,6 +165,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "storages",
+    "axes",
     "accounts",
     "generations",
 ]
@@ -142,6 +185,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a sign-in refused by the throttle with the 429 page (accounts/ratelimit.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "imagehub.urls"
@@ -305,9 +350,12 @@ METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
 # --- limits and money -------------------------------------------------------------------
 # Requests per minute for keys and organizations that set no limit; 0 = unlimited.
 DEFAULT_RPM_LIMIT = env_int("IMAGEHUB_DEFAULT_RPM_LIMIT", 0, minimum=0)
-# Micro-credits (1 credit = 1,000,000) given to every new organization, as a top-up in its
-# ledger; 0 = none (an operator adds credits before its requests are served).
+# Micro-credits (1 credit = 1,000,000) given as a top-up in the ledger to an organization
+# the operator creates, and once per verified email address to the first organization
+# that person owns (accounts/verification.py); 0 = none.
 STARTING_CREDITS = env_int("IMAGEHUB_STARTING_CREDITS", 0, minimum=0)
+# Organizations one person may own (create) at most; the operator's are not counted.
+MAX_ORGS_PER_USER = env_int("IMAGEHUB_MAX_ORGS_PER_USER", 5, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "imagehub <noreply@localhost>")
 # Rate-limit counters must be shared by every web process: Redis when there is one.
 if REDIS_URL:
@@ -321,6 +369,14 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Sign-in failures must be counted once for every web process too: in Redis when there is
+# one, else in the database (axes' AccessAttempt rows, shown in the admin).
+AXES_HANDLER = (
+    "axes.handlers.cache.AxesCacheHandler"
+    if REDIS_URL
+    else "axes.handlers.database.AxesDatabaseHandler"
+)
+AXES_ENABLE_ADMIN = not REDIS_URL
 
 # --- storage -----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("IMAGEHUB_MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()

@@ -272,32 +272,6 @@ def test_hsts_and_secure_redirect_behind_tls(client, settings):
 
 
 @pytest.mark.django_db
-def test_login_attempts_are_throttled_per_account(client, tenant):
-    cache.clear()
-    email = tenant.user.email
-    for i in range(10):
-        response = client.post(
-            "/login/", {"username": email, "password": "wrong"}, REMOTE_ADDR=f"10.0.0.{i}"
-        )
-        assert response.status_code == 200
-    response = client.post(
-        "/login/", {"username": email, "password": "wrong"}, REMOTE_ADDR="10.0.1.1"
-    )
-    assert response.status_code == 429
-    assert b"Too many attempts" in response.content
-    assert int(response["Retry-After"]) > 0
-
-
-@pytest.mark.django_db
-def test_login_attempts_are_throttled_per_address(client):
-    cache.clear()
-    for i in range(30):
-        client.post("/login/", {"username": f"u{i}@x.example", "password": "wrong"})
-    response = client.post("/login/", {"username": "new@x.example", "password": "wrong"})
-    assert response.status_code == 429
-
-
-@pytest.mark.django_db
 def test_password_reset_requests_are_throttled(client):
     cache.clear()
     for i in range(3):

@@ -21,16 +21,42 @@ from imagehub.db import retry_once
 from imagehub.errors import AuthenticationFailed, PermissionError_
 
 _BAD_KEY = "Incorrect API key provided. You can find your API keys in your imagehub organization."
+# Query parameters that would carry a key: refused whatever their value, since a URL is
+# written to access logs, proxies and browser histories.
+KEY_QUERY_PARAMETERS = frozenset(
+    {"api_key", "api-key", "apikey", "key", "access_token", "token", "auth", "authorization"}
+)
 
 
 def _redact(secret: str) -> str:
     return f"{secret[:8]}…{secret[-4:]}" if len(secret) > 16 else "…"
 
 
+def _key_in_url(params) -> str | None:
+    """The name of a query parameter that carries a key: any whose value looks like one,
+    and the usual names for one unless the value is a plain id (the generation list's
+    `?api_key=<key id>` filter)."""
+    for name, values in params.lists():
+        for value in values:
+            if value.startswith(keys.SECRET_PREFIX):
+                return name
+            if name.lower() in KEY_QUERY_PARAMETERS and not value.isdigit():
+                return name
+    return None
+
+
 class BearerKeyAuthentication(BaseAuthentication):
     keyword = b"bearer"
 
     def authenticate(self, request):
+        in_url = _key_in_url(request.query_params)
+        if in_url:
+            raise AuthenticationFailed(
+                f"API keys are not accepted in the URL (?{in_url}=): send the key "
+                "in the Authorization header, 'Authorization: Bearer <key>', and treat the "
+                "one you sent as exposed.",
+                code="api_key_in_url",
+            )
         header = get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword:
             return None
@@ -58,6 +84,15 @@ class BearerKeyAuthentication(BaseAuthentication):
             )
         if key.expires_at is not None and key.expires_at <= now:
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        # REMOTE_ADDR is the client as the server sees it: the peer, or the address a
+        # trusted proxy forwarded (gunicorn's --forwarded-allow-ips).
+        address = request.META.get("REMOTE_ADDR", "")
+        if not key.allows_address(address):
+            raise PermissionError_(
+                f"This API key may not be used from {address or 'an unknown address'}: it is "
+                "limited to its allowed IP addresses (allowed_ips).",
+                code="ip_not_allowed",
+            )
         api_key_touch(key=key)
         return (key.created_by or AnonymousUser(), key)
 

@@ -23,7 +23,8 @@ _NOT_FOUND = {404: OpenApiResponse(description="No such key in your organization
 
 def _with_secret(key, secret: str, status_code: int) -> Response:
     body = APIKeyWithSecretSerializer(key, context={"secret": secret}).data
-    return Response(body, status=status_code)
+    # The secret must stay out of every cache (browsers, proxies).
+    return Response(body, status=status_code, headers={"Cache-Control": "no-store"})
 
 
 class KeyListView(ManagementView):

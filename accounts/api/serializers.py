@@ -19,7 +19,6 @@ from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, Organization
 from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT, MAX_ROTATION_GRACE_SECONDS
 from accounts.webhooks import endpoints as webhook_endpoints
-from accounts.webhooks import signing as webhook_signing
 from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
 from accounts.webhooks.models import WebhookDelivery
 
@@ -74,6 +73,13 @@ class _KeySettingsSerializer(StrictSerializer):
     limits = LimitsSerializer(required=False)
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, validators=[_future], help_text="null = never."
+    )
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        max_length=100,
+        required=False,
+        help_text="Client networks (CIDR, IPv4 or IPv6) this key may be used from; "
+        "empty = anywhere. Elsewhere the key gets 403 naming the address.",
     )
 
     def validate_allowed_models(self, value: list[str]) -> list[str]:
@@ -141,6 +147,7 @@ class APIKeySerializer(serializers.ModelSerializer):
             "revoked_at",
             "previous_expires_at",
             "allowed_models",
+            "allowed_ips",
             "limits",
             "created_by",
         ]
@@ -253,7 +260,7 @@ class WebhookEndpointSerializer(serializers.Serializer):
             {
                 "url": endpoint.url,
                 "events": endpoint.events,
-                "secret_redacted": webhook_signing.redacted(endpoint.secret),
+                "secret_redacted": endpoint.secret_hint,
                 "secret_created_at": endpoint.secret_created_at,
                 "previous_expires_at": endpoint.previous_expires_at,
                 "secret": secret,

@@ -33,6 +33,12 @@ _WEBHOOK_ERRORS = {
 _DELIVERY_NOT_FOUND = {404: OpenApiResponse(description="No such delivery in your organization.")}
 
 
+def _no_store(response: Response) -> Response:
+    """A response that may carry a signing secret stays out of every cache."""
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class WebhookView(ManagementView):
     def check_manager(self) -> None:
         if self.caller.role not in selectors.MANAGER_ROLES:
@@ -71,9 +77,11 @@ class WebhookView(ManagementView):
         endpoint, secret = webhook_endpoint_set(
             organization=self.caller.organization, **params.validated_data
         )
-        return Response(
-            WebhookEndpointSerializer.present(endpoint, secret),
-            status=status.HTTP_201_CREATED if secret else status.HTTP_200_OK,
+        return _no_store(
+            Response(
+                WebhookEndpointSerializer.present(endpoint, secret),
+                status=status.HTTP_201_CREATED if secret else status.HTTP_200_OK,
+            )
         )
 
     @extend_schema(
@@ -113,7 +121,7 @@ class WebhookRotateView(WebhookView):
         endpoint, secret = webhook_secret_rotate(
             organization=self.caller.organization, **params.validated_data
         )
-        return Response(WebhookEndpointSerializer.present(endpoint, secret))
+        return _no_store(Response(WebhookEndpointSerializer.present(endpoint, secret)))
 
 
 class WebhookDeliveryListView(ManagementView):

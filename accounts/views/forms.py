@@ -7,8 +7,9 @@ from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from accounts.hooks import hooks
 from accounts.models import APIKey, Membership, User
-from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT
+from accounts.services import MAX_BIGINT, MAX_EXPIRY_DAYS, MAX_INT, allowed_ips_check
 from accounts.webhooks.events import EVENTS as WEBHOOK_EVENTS
+from imagehub.errors import InvalidRequest
 
 
 class SignInForm(AuthenticationForm):
@@ -29,10 +30,11 @@ class SignUpForm(BaseUserCreationForm):
         fields = ("email",)
 
     def clean_email(self) -> str:
-        email = User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address already exists.")
-        return email
+        return User.objects.normalize_email(self.cleaned_data["email"]).strip().lower()
+
+    def validate_unique(self) -> None:
+        """Not here: a taken address must get the same answer as a new one (the view
+        emails its owner instead), so the form never says it exists."""
 
 
 class OrganizationForm(forms.Form):
@@ -69,6 +71,21 @@ class _KeySettingsForm(forms.Form):
         label="Monthly spend cap (µcredits)",
         help_text="In micro-credits: 1 credit = 1,000,000.",
     )
+
+    allowed_ips = forms.CharField(
+        required=False,
+        label="Allowed IP addresses",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="CIDR networks, IPv4 or IPv6, separated by commas or lines "
+        "(e.g. 203.0.113.0/24). Empty = anywhere.",
+    )
+
+    def clean_allowed_ips(self) -> list[str]:
+        raw = self.cleaned_data.get("allowed_ips") or ""
+        try:
+            return allowed_ips_check([v for v in raw.replace(",", "\n").split() if v])
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.message) from None
 
     def limits(self) -> dict[str, int | None]:
         data = self.cleaned_data

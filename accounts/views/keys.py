@@ -53,6 +53,7 @@ def key_list(request, caller):
         scope=data["scope"],
         expires_at=timezone.now() + timedelta(days=days) if days else None,
         allowed_models=data["allowed_models"],
+        allowed_ips=data["allowed_ips"],
         limits=form.limits(),
     )
     # Rendered in the POST's own response, never stored: the secret is shown this once.
@@ -70,6 +71,7 @@ def key_detail(request, caller, pk: int):
                 key=key,
                 name=data["name"],
                 allowed_models=data["allowed_models"],
+                allowed_ips=data["allowed_ips"],
                 limits=form.limits(),
             )
             messages.success(request, f"Saved the settings of “{key.name or key.redacted}”.")
@@ -79,6 +81,7 @@ def key_detail(request, caller, pk: int):
             initial={
                 "name": key.name,
                 "allowed_models": key.allowed_models,
+                "allowed_ips": "\n".join(key.allowed_ips),
                 "rpm_limit": key.rpm_limit,
                 "max_concurrent": key.max_concurrent,
                 "monthly_spend_cap": key.monthly_spend_cap,

@@ -77,16 +77,38 @@ def member_role(request, caller, pk: int):
     return redirect("members")
 
 
-@require_POST
 @org_page(back="members")
 def member_remove(request, caller, pk: int):
+    """GET: the confirmation page, listing the keys the removal ends (an owner chooses to
+    revoke them or take them over). POST: remove (or leave)."""
     membership = members.membership_get(caller=caller, membership_id=pk)
-    members.membership_remove(caller=caller, membership=membership)
-    if membership.user_id == caller.user.pk:
+    leaving = membership.user_id == caller.user.pk
+    if request.method != "POST":
+        return render(
+            request,
+            "accounts/member_remove.html",
+            {
+                "caller": caller,
+                "m": membership,
+                "leaving": leaving,
+                "keys": list(members.member_keys(membership=membership)),
+                "can_transfer": caller.role == Membership.Role.OWNER and not leaving,
+            },
+        )
+    entry = members.membership_remove(
+        caller=caller, membership=membership, transfer_keys=request.POST.get("keys") == "transfer"
+    )
+    ended = len(entry.keys_revoked) + len(entry.keys_transferred)
+    what = "transferred to you" if entry.keys_transferred else "revoked"
+    keys_note = f" {ended} key{'s' if ended != 1 else ''} {what}." if ended else ""
+    if leaving:
         request.session.pop(selectors.SESSION_ORG_KEY, None)
-        messages.success(request, f"You left {caller.organization.name}.")
+        messages.success(request, f"You left {caller.organization.name}.{keys_note}")
         return redirect("keys")
-    messages.success(request, f"Removed {membership.user.email} from {caller.organization.name}.")
+    messages.success(
+        request,
+        f"Removed {membership.user.email} from {caller.organization.name}.{keys_note}",
+    )
     return redirect("members")
 
 
@@ -112,5 +134,8 @@ def organization_settings(request, caller):
             "caller": caller,
             "form": form,
             "can_edit": caller.role in selectors.MANAGER_ROLES,
+            "audit": selectors.audit_entry_list(organization=caller.organization)
+            if caller.role in selectors.MANAGER_ROLES
+            else [],
         },
     )

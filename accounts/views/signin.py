@@ -1,11 +1,32 @@
-"""Django's sign-in and password-reset views, throttled (accounts/ratelimit.py)."""
+"""Django's sign-in and password-reset views, throttled (accounts/ratelimit.py): sign-in
+through django-axes (every door into authenticate(), /admin/login/ too), whose lockout
+answer is `lockout_response`; password-reset requests by the counters of ratelimit.py."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.forms.utils import ErrorDict
+from django.shortcuts import render
 
 from accounts import ratelimit
+from accounts.views.forms import SignInForm
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """AXES_LOCKOUT_CALLABLE: the sign-in page with the wait, 429 and Retry-After (for
+    /admin/login/ too: one page says how long to wait)."""
+    wait = getattr(request, "signin_wait", 0) or int(settings.AXES_COOLOFF_TIME.total_seconds())
+    form = SignInForm(request, data=request.POST or None)
+    form._errors, form.cleaned_data = ErrorDict(), {}
+    response = render(
+        request,
+        "registration/login.html",
+        {"form": form, "throttled": ratelimit.signin_message(wait), "next": ""},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class _Throttled:
@@ -38,11 +59,8 @@ class _Throttled:
         return response
 
 
-class LoginView(_Throttled, auth_views.LoginView):
-    throttle_kind, account_field = "login", "username"
-
-    def counts(self, request, response) -> bool:
-        return not request.user.is_authenticated  # only failed sign-ins count
+class LoginView(auth_views.LoginView):
+    """Throttled by axes and SignInBackend, inside authenticate()."""
 
 
 class PasswordResetView(_Throttled, auth_views.PasswordResetView):

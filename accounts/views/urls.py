@@ -17,6 +17,9 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", auth.signup, name="signup"),
+    path("signup/sent/", auth.signup_sent, name="signup-sent"),
+    path("verify-email/resend/", auth.verify_email_resend, name="verify-email-resend"),
+    path("verify-email/<str:token>/", auth.verify_email, name="verify-email"),
     path("password-reset/", signin.PasswordResetView.as_view(), name="password_reset"),
     path(
         "password-reset/sent/",

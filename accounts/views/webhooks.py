@@ -20,7 +20,6 @@ from accounts.webhooks.endpoints import (
     webhook_endpoint_set,
     webhook_secret_rotate,
 )
-from accounts.webhooks.signing import redacted
 from imagehub.errors import InvalidRequest, PermissionError_
 
 LOG_ROWS = 50
@@ -37,7 +36,7 @@ def _render(request, caller, *, form=None, revealed=None, status=200):
         {
             "caller": caller,
             "endpoint": endpoint,
-            "secret_redacted": redacted(endpoint.secret) if endpoint else None,
+            "secret_redacted": endpoint.secret_hint if endpoint else None,
             "form": form,
             "rotate_form": WebhookRotateForm(),
             "can_edit": caller.role in selectors.MANAGER_ROLES,

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.webhooks import http, signing
+from accounts.webhooks import http, secrets, signing
 from accounts.webhooks.events import EVENTS
 from accounts.webhooks.models import WebhookEndpoint
 from imagehub.errors import InvalidRequest
@@ -27,17 +27,22 @@ _UNSET: Any = object()
 
 
 def webhook_url_check(url: str, *, param: str = "url") -> str:
-    """A URL webhooks may call, as far as its form tells (a name's addresses are checked
-    at each attempt). Raises InvalidRequest naming `param`."""
+    """A URL webhooks may call, judged as each attempt judges it (its form, and the
+    addresses its host resolves to; accounts/webhooks/http.py). Raises InvalidRequest
+    naming `param`."""
     url = url.strip()
     if len(url) > 2000:
         raise InvalidRequest("A webhook URL is at most 2000 characters.", param=param)
     try:
-        _, host, _, _ = http.check_url(url)
-        if not settings.WEBHOOK_ALLOW_PRIVATE:
-            http.check_literal(host)
+        http.destination_check(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE)
     except http.DestinationRefused as exc:
-        raise InvalidRequest(str(exc), param=param) from exc
+        message = str(exc)
+        if message == http.NOT_ALLOWED:
+            message = (
+                "Webhooks may not call loopback, private, link-local, metadata or reserved "
+                "addresses, nor names that resolve to one: address not allowed."
+            )
+        raise InvalidRequest(message, param=param) from exc
     return url
 
 
@@ -99,6 +104,20 @@ def webhook_secret_rotate(
     endpoint.updated_at = now
     endpoint.save()
     return endpoint, endpoint.secret
+
+
+def webhook_secrets_reencrypt() -> int:
+    """Every endpoint's secrets under the first encryption key (key rotation)."""
+    count = 0
+    for pk in WebhookEndpoint.objects.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            endpoint = WebhookEndpoint.objects.select_for_update().get(pk=pk)
+            WebhookEndpoint.objects.filter(pk=pk).update(
+                secret_encrypted=secrets.reencrypt(endpoint.secret_encrypted),
+                previous_secret_encrypted=secrets.reencrypt(endpoint.previous_secret_encrypted),
+            )
+        count += 1
+    return count
 
 
 def webhook_target(

@@ -8,6 +8,13 @@
   TLS still verifies the certificate against the host name;
 - a timeout on connect and on each read, a cap on the bytes of the answer read;
 - redirects are never followed (a 3xx is a failed attempt).
+
+The same judgement (`destination_check`) runs when a URL is saved and at every attempt:
+literal addresses in every spelling the resolver accepts (``127.1``, ``0x7f000001``,
+``2130706433``, ``0177.0.0.1``) and names that resolve to a forbidden address
+(``localhost``) are refused at save; at send a name is resolved again (its answer may
+have changed) and the connection pinned to the checked address. What is refused says
+"address not allowed" and nothing of the resolved addresses.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ USER_AGENT = "imagehub-webhooks/1"
 
 class DestinationRefused(Exception):
     """The URL may not be called (scheme, credentials, or a forbidden address)."""
+
+
+NOT_ALLOWED = "address not allowed"
 
 
 @dataclass
@@ -75,28 +85,41 @@ def check_url(url: str) -> tuple[str, str, int, str]:
 
 
 def check_literal(host: str) -> None:
-    """Refuse a host that is itself a forbidden IP address (early, at configuration)."""
+    """Refuse a host that is itself a forbidden IP address in its canonical spelling."""
     try:
         reason = address_refused(host.strip("[]"))
     except ValueError:
-        return  # a name: checked when it is resolved
+        return  # a name, or another spelling: judged when it is resolved
     if reason:
-        raise DestinationRefused(f"Webhooks may not call {reason}.")
+        raise DestinationRefused(NOT_ALLOWED)
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
-    """Every address of `host`; refused if any of them is forbidden."""
+    """Every address of `host`; refused if any of them is forbidden. getaddrinfo reads
+    numeric hosts the way a connection would (inet_aton's short, octal, hex and integer
+    forms), so every spelling of an address is judged as that address."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise ConnectionError(f"cannot resolve {host}: {exc}") from exc
+        raise ConnectionError("cannot resolve the host name") from exc
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    if not allow_private:
-        for address in addresses:
-            reason = address_refused(address)
-            if reason:
-                raise DestinationRefused(f"{host} resolves to {reason}.")
+    if not allow_private and any(address_refused(address) for address in addresses):
+        raise DestinationRefused(NOT_ALLOWED)
     return addresses
+
+
+def destination_check(url: str, *, allow_private: bool) -> None:
+    """What a webhook URL is judged by, at save: its form, and unless private
+    destinations are allowed, its host's addresses. A name that does not resolve now is
+    let through (DNS may come later) and judged again at each attempt."""
+    _, host, port, _ = check_url(url)
+    if allow_private:
+        return
+    check_literal(host)
+    try:
+        resolve(host, port, allow_private=False)
+    except ConnectionError:
+        pass
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -143,8 +166,8 @@ def post(
         connection = connection_class(host, port, address, timeout)
         try:
             connection.connect()
-        except OSError as exc:  # the next address, if any
-            error = f"cannot connect to {address}: {exc}"
+        except OSError as exc:  # the next address, if any (not named in the log)
+            error = f"cannot connect: {exc.strerror or type(exc).__name__}"
             connection.close()
             continue
         try:

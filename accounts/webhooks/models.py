@@ -10,12 +10,17 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.webhooks import secrets
+from accounts.webhooks.signing import redacted
+
 
 class WebhookEndpoint(models.Model):
     """An organization's webhook settings: the default URL its generations report to
     (blank: only requests that name a `webhook` get deliveries), the events it wants, and
-    the signing secrets. The secret is kept as is (signing needs it) and shown to people
-    once; after a rotation the previous one also signs until `previous_expires_at`."""
+    the signing secrets. The secrets are stored encrypted (accounts/webhooks/secrets.py):
+    `secret` and `previous_secret` decrypt on use (signing, the one reveal) and encrypt on
+    assignment; `secret_hint` is the redacted form pages show. After a rotation the
+    previous secret also signs until `previous_expires_at`."""
 
     organization = models.OneToOneField(
         "accounts.Organization", on_delete=models.CASCADE, related_name="webhook_endpoint"
@@ -23,21 +28,43 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=2000, blank=True)
     # Event names (accounts/webhooks/events.py); empty = all.
     events = models.JSONField(default=list, blank=True)
-    secret = models.CharField(max_length=100)
+    secret_encrypted = models.TextField()
+    secret_hint = models.CharField(max_length=32, blank=True)
     secret_created_at = models.DateTimeField(default=timezone.now)
-    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_secret_encrypted = models.TextField(blank=True)
     previous_expires_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return f"webhook of {self.organization_id}: {self.url or '(no default URL)'}"
 
+    @property
+    def secret(self) -> str:
+        return secrets.decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = secrets.encrypt(value)
+        self.secret_hint = redacted(value)
+
+    @property
+    def previous_secret(self) -> str:
+        return secrets.decrypt(self.previous_secret_encrypted)
+
+    @previous_secret.setter
+    def previous_secret(self, value: str) -> None:
+        self.previous_secret_encrypted = secrets.encrypt(value) if value else ""
+
     def signing_secrets(self, now=None) -> list[str]:
         """Every secret valid at `now`: the current one, and the previous one during the
         grace period of a rotation."""
         now = now or timezone.now()
         found = [self.secret]
-        if self.previous_secret and self.previous_expires_at and self.previous_expires_at > now:
+        if (
+            self.previous_secret_encrypted
+            and self.previous_expires_at
+            and self.previous_expires_at > now
+        ):
             found.append(self.previous_secret)
         return found
 

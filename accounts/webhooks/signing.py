@@ -62,4 +62,5 @@ def verify(secret: str, *, msg_id: str, timestamp: int, body: bytes | str, heade
 
 
 def redacted(secret: str) -> str:
-    return f"{secret[:10]}…{secret[-4:]}"
+    """The prefix and the last four characters: 4 of the 32 secret ones."""
+    return f"{SECRET_PREFIX}…{secret[-4:]}"

@@ -8,8 +8,11 @@ tests/accounts/conftest.py).
 
 from __future__ import annotations
 
+import re
+
 import openai
 import pytest
+from django.core import mail
 
 from accounts.models import Organization
 
@@ -64,7 +67,21 @@ def test_keys_made_in_the_page_work_with_openai_until_revoked_or_rotated(live_se
     page.get_by_label("Password confirmation").fill(PASSWORD)
     page.get_by_label("Organization name").fill("Hopper Labs")
     page.get_by_role("button", name="Sign up").click()
+    # Every address gets the same answer; the account waits for its verification link.
+    page.wait_for_url("**/signup/sent/")
+    sync_api.expect(page.locator("h1")).to_have_text("Check your email")
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_label("Email").fill("grace@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/keys/")
+    sync_api.expect(page.locator(".verify-banner")).to_contain_text("Verify your email address")
+    page.screenshot(path=shots / "verify-banner.png")
+    [message] = [m for m in mail.outbox if m.to == ["grace@example.com"]]
+    link = re.search(r"https?://[^/\s]+(/verify-email/\S+/)", message.body).group(1)
+    page.goto(f"{live_server.url}{link}")
+    page.wait_for_url("**/keys/")
+    sync_api.expect(page.locator(".verify-banner")).to_have_count(0)
     sync_api.expect(page.locator("#org-switcher")).to_contain_text("Hopper Labs")
     org = Organization.objects.get(name="Hopper Labs")
     try:  # billing, where present, charges generations: give the organization credits

@@ -15,7 +15,7 @@ from accounts.selectors import Caller
 from accounts.services import api_key_create, organization_create
 from accounts.webhooks.delivery import sender
 from accounts.webhooks.endpoints import webhook_endpoint_set
-from accounts.webhooks.models import WebhookDelivery
+from accounts.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.accounts.conftest import browser_page
 from tests.conftest import Tenant
 
@@ -69,12 +69,11 @@ def workspace():
         allowed_models=["demo-sd", "demo-flux"],
         limits={"rpm_limit": 600, "max_concurrent": 4, "monthly_spend_cap": 12_500_000},
     )
-    # The default webhook names a host that resolves to loopback: each generation's
-    # "completed" delivery is refused at its first attempt and fails.
-    webhook_endpoint_set(
-        organization=tenant.org,
-        url="http://localhost:9/imagehub/a-rather-long-path/that-goes-on?and=on",
-        events=["completed"],
+    # The default webhook names a host that resolved to loopback after it was saved:
+    # each generation's "completed" delivery is refused at its first attempt and fails.
+    webhook_endpoint_set(organization=tenant.org, url="", events=["completed"])
+    WebhookEndpoint.objects.filter(organization=tenant.org).update(
+        url="http://localhost:9/imagehub/a-rather-long-path/that-goes-on?and=on"
     )
     for body in ({"prompt": "a", "n": 2, "size": "64x64"}, {"prompt": "b", "model": "demo-flux"}):
         response = tenant.client().post("/v1/images/generations", body, format="json")

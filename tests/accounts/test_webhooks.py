@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from accounts.webhooks import delivery, endpoints, http, signing
-from accounts.webhooks.models import WebhookDelivery
+from accounts.webhooks.models import WebhookDelivery, WebhookEndpoint
 from generations.models import Generation
 from generations.services import generation_cancel, generation_fail
 from generations.worker.jobs import run_generation
@@ -150,8 +150,10 @@ def test_a_dns_name_resolving_to_a_private_address_is_refused(monkeypatch):
         ]
 
     monkeypatch.setattr(http.socket, "getaddrinfo", fake_getaddrinfo)
-    with pytest.raises(http.DestinationRefused, match="10.0.0.7"):
+    with pytest.raises(http.DestinationRefused) as refused:
         http.post("https://hooks.example.com/x", b"{}", {}, timeout=1, max_response_bytes=1)
+    # Said without the resolved addresses (the log is the tenant's to read).
+    assert str(refused.value) == "address not allowed"
 
 
 @pytest.mark.parametrize(
@@ -420,7 +422,9 @@ def test_a_sender_that_died_mid_attempt_leaves_the_delivery_due_after_its_lease(
 
 
 def test_a_destination_that_becomes_private_fails_without_retries(tenant, make_generation):
-    endpoints.webhook_endpoint_set(organization=tenant.org, url="http://localhost:9/hook")
+    endpoints.webhook_endpoint_set(organization=tenant.org)
+    # Saved while its name resolved to a public address; loopback now.
+    WebhookEndpoint.objects.filter(organization=tenant.org).update(url="http://localhost:9/hook")
     make_generation(webhook_events=("queued",))
     assert delivery.deliveries_due(inline=True) == 1
     [row] = deliveries()
@@ -493,9 +497,11 @@ def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generati
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "url"
     assert client.put("/v1/webhook", {"nope": 1}, format="json").status_code == 400
 
-    # A name that resolves to loopback: every attempt is refused, and fails at once.
+    # A name that resolves to loopback is refused at save; one whose DNS turned to
+    # loopback after it was saved is refused at every attempt, which fails at once.
     refused = client.put("/v1/webhook", {"url": "http://localhost:9/hook"}, format="json")
-    assert refused.status_code == 200
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "url"
+    WebhookEndpoint.objects.filter(organization=tenant.org).update(url="http://localhost:9/hook")
     for _ in range(3):
         make_generation()
     assert delivery.deliveries_due(inline=True) == 3
@@ -505,7 +511,7 @@ def test_management_api_sets_the_default_rotates_and_lists(tenant, make_generati
     rest = client.get(f"/v1/webhook/deliveries?before={listed['next_before']}").json()
     assert len(rest["data"]) == 1 and not rest["has_more"]
     delivery_id = rest["data"][0]["id"]
-    assert rest["data"][0]["last_error"].startswith("refused")
+    assert rest["data"][0]["last_error"] == "refused: address not allowed"
     assert client.get("/v1/webhook/deliveries?status=pending").json()["data"] == []
     redone = client.post(f"/v1/webhook/deliveries/{delivery_id}/redeliver")
     assert redone.status_code == 200 and redone.json()["status"] == "pending"
@@ -629,3 +635,85 @@ def test_staff_see_every_delivery_in_the_admin(tenant, make_generation):
     staff.force_login(User.objects.create_superuser(email="staff@example.com", password="x"))
     page = staff.get("/admin/accounts/webhookdelivery/")
     assert page.status_code == 200 and generation.id in page.content.decode()
+
+
+# --- issue 23: URLs judged once, the same way; secrets encrypted at rest ---------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/hook",
+        "http://127.1/hook",
+        "http://0x7f000001/hook",
+        "http://2130706433/hook",
+        "http://0177.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://10.1.2.3:8080/hook",
+    ],
+)
+def test_every_spelling_of_a_private_address_is_refused_at_save(tenant, settings, url):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    refused = tenant.manage_client().put("/v1/webhook", {"url": url}, format="json")
+    assert refused.status_code == 400, url
+    error = refused.json()["error"]
+    assert error["param"] == "url" and "address not allowed" in error["message"]
+    assert "127.0.0.1" not in error["message"]
+    # The page's form says the same.
+    from tests.accounts.test_pages import browser, page_text
+
+    page = browser(tenant.user).post("/webhooks/", {"url": url}, follow=True)
+    assert "address not allowed" in page_text(page)
+    assert not WebhookEndpoint.objects.filter(url=url).exists()
+
+
+def test_a_generation_naming_a_private_webhook_is_refused(tenant, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    endpoints.webhook_endpoint_set(organization=tenant.org)
+    body = {"prompt": "x", "webhook": "http://2130706433/"}
+    refused = tenant.client().post("/v1/images/generations", body, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "webhook"
+
+
+def test_allow_private_still_allows_them(tenant, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    saved = tenant.manage_client().put("/v1/webhook", {"url": "http://127.1:9/"}, format="json")
+    assert saved.status_code == 201
+
+
+def test_signing_secrets_are_encrypted_at_rest_and_rotate_keys(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    from accounts.webhooks import secrets
+
+    endpoint, secret = endpoints.webhook_endpoint_set(organization=tenant.org)
+    stored = WebhookEndpoint.objects.filter(pk=endpoint.pk).values().get()
+    assert secret not in json.dumps(stored, default=str)
+    assert stored["secret_hint"] == f"whsec_…{secret[-4:]}"
+    # A key set later: the derived one still opens the old rows; rotation re-encrypts.
+    new_key = Fernet.generate_key().decode()
+    settings.SECRET_ENCRYPTION_KEYS = [new_key]
+    reloaded = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert reloaded.secret == secret
+    rotated = secrets.reencrypt(reloaded.secret_encrypted)
+    assert Fernet(new_key.encode()).decrypt(rotated.encode()).decode() == secret
+    settings.SECRET_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.SECRET_KEY = "another"
+    with pytest.raises(ValueError, match="cannot be decrypted"):
+        secrets.decrypt(rotated)
+
+
+def test_the_rotation_command_reencrypts_under_the_first_key(tenant, settings):
+    import io
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    _, secret = endpoints.webhook_endpoint_set(organization=tenant.org)
+    new_key = Fernet.generate_key().decode()
+    settings.SECRET_ENCRYPTION_KEYS = [new_key]
+    call_command("encrypt_webhook_secrets", stdout=io.StringIO())
+    stored = WebhookEndpoint.objects.get(organization=tenant.org).secret_encrypted
+    assert Fernet(new_key.encode()).decrypt(stored.encode()).decode() == secret

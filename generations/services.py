@@ -232,8 +232,9 @@ def generation_claim(*, generation_id: str, worker: str) -> str | None:
     A named job that is running on a worker that stopped answering is taken over at once
     (while attempts are left). Otherwise the worker claims the job the fair-share policy
     picks among the queued jobs of that queue (generations/fairness.py): the named one
-    when its organization is the pick. Returns the id claimed, or None (nothing queued,
-    or the named job is alive elsewhere: if that worker dies, the recovery loop acts)."""
+    when its organization is the pick. A message whose named job another worker took as
+    its pick claims the pick too. Returns the id claimed, or None (nothing queued; a named
+    job alive elsewhere is the recovery loop's if that worker dies)."""
     named = (
         Generation.objects.filter(pk=generation_id)
         .values("status", "model", "organization_id")
@@ -241,14 +242,16 @@ def generation_claim(*, generation_id: str, worker: str) -> str | None:
     )
     if named is None:
         return None
-    if named["status"] == Generation.Status.RUNNING:
-        taken = _claim(
-            Generation.objects.filter(pk=generation_id).filter(
-                _running_lost() & Q(attempts__lt=settings.GENERATION_MAX_ATTEMPTS)
-            ),
-            worker,
-        )
-        return generation_id if taken else None
+    if named["status"] == Generation.Status.RUNNING and _claim(
+        Generation.objects.filter(pk=generation_id).filter(
+            _running_lost() & Q(attempts__lt=settings.GENERATION_MAX_ATTEMPTS)
+        ),
+        worker,
+    ):
+        return generation_id
+    # The named job is queued, or another message's worker took it as its fair-share pick
+    # (then some queued job's own message was spent on it: take the pick in its stead, so
+    # that every message claims a job while jobs are queued), or it has finished.
     models = models_on_queue(queue_of(named["model"]))
     for _ in range(5):  # another worker may take the pick first: choose again
         organization_id = fairness.next_organization(models, prefer=named["organization_id"])

@@ -35,12 +35,14 @@ def get_engine() -> Engine:
 
 
 class Place:
-    """A claimed job's place in the device's room: one image until the job is known,
-    then its images, given back once the device starts on it (or the job ends)."""
+    """A claimed job's place in the device's room: taken before the claim, sized to the
+    job's images once it is known, given back when the device starts on it (or the job
+    ends)."""
 
     def __init__(self, room: DeviceRoom):
         self._room = room
         self.images = 1
+        self.sized = False
         self.held = True
 
     def size(self, images: int) -> None:
@@ -48,14 +50,20 @@ class Place:
             if self.held:
                 self._room.waiting += images - self.images
                 self.images = images
-                self._room.changed.notify_all()
+            if not self.sized:
+                self.sized = True
+                self._room.unsized -= 1
+            self._room.changed.notify_all()
 
     def started(self) -> None:
         with self._room.changed:
+            if not self.sized:
+                self.sized = True
+                self._room.unsized -= 1
             if self.held:
                 self.held = False
                 self._room.waiting -= self.images
-                self._room.changed.notify_all()
+            self._room.changed.notify_all()
 
 
 class DeviceRoom:
@@ -66,15 +74,20 @@ class DeviceRoom:
     every other job stays queued in the database, where fair share picks among all of them
     the moment a thread may claim again (generations/fairness.py). Greedy claims would bind
     the jobs of whoever queued first to this process's threads instead, and a newcomer
-    would wait for all of them. The threads beyond the room encode, store and settle
-    finished jobs while the device runs."""
+    would wait for all of them. One claim at a time is in flight (until its job's size is
+    known), so the room is never overrun. The threads beyond the room encode, store and
+    settle finished jobs while the device runs."""
 
     def __init__(self):
         self.changed = threading.Condition()
         self.waiting = 0
+        self.unsized = 0
 
     def limit(self) -> int:
         return settings.BATCH_LOOKAHEAD_IMAGES if settings.BATCHING else 1
+
+    def _has_room(self) -> bool:
+        return self.unsized == 0 and self.waiting < self.limit()
 
     @contextlib.contextmanager
     def place(self, timeout: float):
@@ -83,9 +96,10 @@ class DeviceRoom:
         place for the block; it is given back when the device starts on the job or when
         the block ends (nothing claimed, a failure)."""
         with self.changed:
-            if not self.changed.wait_for(lambda: self.waiting < self.limit(), timeout):
+            if not self.changed.wait_for(self._has_room, timeout):
                 logger.warning("no room on the device for %.0fs: claiming anyway", timeout)
             self.waiting += 1
+            self.unsized += 1
         place = Place(self)
         try:
             yield place

@@ -102,11 +102,27 @@ def test_two_workers_claiming_at_once_serve_both_tenants(tenant, other_tenant, s
     assert lone.pk in claimed  # within the first claims, not after the 20
 
 
+def test_a_message_whose_job_another_worker_took_claims_a_queued_one(tenant, stub_broker):
+    """Fair share hands a message's worker another job than the one it names; that job's
+    own message then finds its job running: it takes a queued job instead, so no job is
+    left without a message (until the recovery loop's re-send, a minute later)."""
+    first, second = submit(tenant, 2)
+    # The message of `second` came first, and its worker was given `first` (the pick).
+    assert services.generation_claim(generation_id=first.id, worker="w:1") == first.id
+    # `first`'s own message: its job runs on a live worker; `second` waits for a message.
+    assert services.generation_claim(generation_id=first.id, worker="w:2") == second.id
+    assert services.generation_claim(generation_id=second.id, worker="w:3") is None
+    assert set(Generation.objects.values_list("status", flat=True)) == {"running"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_newcomer_runs_within_a_batch_of_the_device_freeing(tenant, other_tenant, settings):
-    """Tenant B's backlog is being worked off when tenant A's one job arrives: the worker
-    claims only a batch ahead of its device, so A's job is picked (fair share) when the
-    forming batch starts, not after B's whole backlog is held by the worker's threads."""
+    """Tenant B's backlog waits for the device when tenant A's one job arrives: the worker
+    claims only a batch ahead of its device, so A's job is picked (fair share) as soon as
+    the device takes the batch that was forming, not after B's whole backlog was bound to
+    the worker's threads."""
+    from generations.worker import runtime
+
     settings.BATCHING = True
     url = "/v1/images/generations"
     body = {"model": "demo-sd", "size": "64x64", "num_inference_steps": 2}
@@ -117,14 +133,24 @@ def test_a_newcomer_runs_within_a_batch_of_the_device_freeing(tenant, other_tena
         assert response.status_code == 202, response.content
         return response.json()["id"]
 
-    backlog = [submit(b, prompt=f"b{i}", n=4) for i in range(8)]  # 2 jobs per batch of 8
-    _wait(lambda: Generation.objects.filter(pk__in=backlog, status="running").exists())
-    lone = submit(a, prompt="a", n=1)
+    batcher = runtime.batcher()
+    batcher.pause()  # the device is busy: nothing starts until resume()
+    try:
+        backlog = [submit(b, prompt=f"b{i}", n=4) for i in range(8)]  # 2 jobs per batch of 8
+        # A batch's worth is claimed ahead of the device; the rest stays queued.
+        _wait(lambda: Generation.objects.filter(pk__in=backlog, status="running").count() == 2)
+        lone = submit(a, prompt="a", n=1)
+        time.sleep(0.5)  # a greedy worker would have claimed B's whole backlog by now
+        running = Generation.objects.filter(pk__in=backlog, status="running").count()
+        assert running == 2, f"{running} of B's jobs claimed while the device was busy"
+    finally:
+        batcher.resume()
+    # Every job is claimed by some message, though the picks differ from the names.
     _wait(lambda: not Generation.objects.filter(status__in=["queued", "running"]).exists())
     started = dict(Generation.objects.values_list("id", "started_at"))
     after = [g for g in backlog if started[g] > started[lone]]
-    # Ahead of A: the batch running when it came and the one forming (2 + 2 jobs).
-    assert len(after) >= 3, f"A started after {8 - len(after)} of B's 8 jobs"
+    # Ahead of A: the batch that was forming (2 jobs); B's other 6 come after it.
+    assert len(after) == 6, f"A started after {8 - len(after)} of B's 8 jobs"
     assert Generation.objects.get(pk=lone).status == "succeeded"
 
 

@@ -368,6 +368,9 @@ def service(entry: dict, device: str, workdir: Path):
         "IMAGEHUB_DEFAULT_MODEL": MODEL_ID,
         "IMAGEHUB_WARMUP_MODELS": MODEL_ID,
         "IMAGEHUB_DEVICE": device,
+        # Warm-up compiles every bucket (minutes on a GPU) while the server already
+        # answers: the first sync request may wait for it.
+        "IMAGEHUB_SYNC_WAIT_SECONDS": "1800",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     for name in ("DATABASE_URL", "DRAMATIQ_BROKER_URL", "STORAGE"):

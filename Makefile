@@ -126,6 +126,20 @@ bench-services: migrate demo-models
 bench-fairness: migrate demo-models
 	$(PY) -m tests.bench_fairness --out BENCHMARKS.md
 
+# FLUX.1-schnell at full size (random bf16 weights built on the GPU, saved to /dev/shm):
+# bare eager, compiled (+ fp8 where the GPU has it) and the service on the same GPU.
+# Needs a CUDA GPU; writes its section of BENCHMARKS.md. On a GPU machine without the
+# project's packages: `make gpu-wheels` here, then ../shared/gpu/README.md.
+.PHONY: bench-gpu gpu-wheels
+# The GPU machine may have no .venv: then the python3 on PATH (PYTHONPATH=/tmp/site:$PWD).
+bench-gpu:
+	$$(test -x $(PY) && echo $(PY) || echo python3) -m tests.bench_gpu --out BENCHMARKS.md
+
+# Wheels of everything imagehub needs but torch, transformers and numpy, for CPython 3.12
+# on manylinux x86_64, into gpu-wheels/ (ignored by git).
+gpu-wheels: install
+	$(PY) scripts/gpu_wheels.py gpu-wheels
+
 # Webhooks: delivery latency after completion, none lost across worker and web restarts.
 .PHONY: bench-webhooks
 bench-webhooks: demo-models

@@ -102,6 +102,31 @@ class ModelSpec:
     # or "small" (PIL's default: smaller files of flat, synthetic pictures).
     png_compression: str = "fast"
 
+    # --- Accelerations (issue 19), applied when a worker loads the model
+    # (generations/engine/accelerate.py; README, "Accelerations"). Each is off by default:
+    # they cost start-up and gain only on some devices. Checked at catalog load without
+    # torch or diffusers (the web process reads the catalog too). ---
+    # torch.compile of the denoiser: "" (off) or a mode: "default", "reduce-overhead",
+    # "max-autotune", "max-autotune-no-cudagraphs". Static shapes, compiled at load for
+    # each batch bucket and size; a batch pads up to the next bucket, and a shape outside
+    # them runs the eager denoiser: no recompiling mid-traffic.
+    compile: str = ""
+    compile_fullgraph: bool = True
+    # Image counts compiled (() = powers of two up to max(max_batch_images, max_n)).
+    compile_batch_sizes: tuple[int, ...] = ()
+    # "WxH" sizes compiled (() = default_size).
+    compile_sizes: tuple[str, ...] = ()
+    # diffusers fuse_qkv_projections() on the denoiser and VAE.
+    fuse_qkv: bool = False
+    # channels_last memory format for the convolutional modules (UNet, VAE).
+    channels_last: bool = False
+    # The denoiser's weights through torchao: "" (as loaded), "int8" (weight-only) or
+    # "fp8" (float8 weights and activations; CUDA compute capability 8.9 or more).
+    quantize: str = ""
+    # A diffusers attention backend for the denoiser ("" = the library's default, torch
+    # SDPA): "native", "_native_flash", "_native_cudnn", "flash", "sage", ...
+    attention_backend: str = ""
+
     def __post_init__(self):
         if self.scheduler:
             known = diffusers_schedulers()
@@ -117,6 +142,7 @@ class ModelSpec:
             raise ImproperlyConfigured(
                 f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}"
             )
+        _check_accelerations(self)
 
     @property
     def latent_pixels(self) -> int:
@@ -152,6 +178,53 @@ class ModelSpec:
             "max_steps": self.max_steps,
             "max_prompt_chars": self.max_prompt_chars,
         }
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+QUANTIZATIONS = ("int8", "fp8")
+# diffusers' AttentionBackendName values that need no download from a kernel hub.
+ATTENTION_BACKENDS = (
+    "native",
+    "_native_cudnn",
+    "_native_efficient",
+    "_native_flash",
+    "_native_math",
+    "flash",
+    "flash_varlen",
+    "_flash_3",
+    "_flash_varlen_3",
+    "flex",
+    "sage",
+    "sage_varlen",
+    "xformers",
+    "aiter",
+)
+
+
+def _check_accelerations(spec: ModelSpec) -> None:
+    """The acceleration fields' values (whether this host can apply them is the worker's
+    question, at load)."""
+
+    def bad(message: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"model {spec.id!r}: {message}")
+
+    choices = (
+        ("compile", spec.compile, COMPILE_MODES),
+        ("quantize", spec.quantize, QUANTIZATIONS),
+        ("attention_backend", spec.attention_backend, ATTENTION_BACKENDS),
+    )
+    for name, value, allowed in choices:
+        if value and value not in allowed:
+            raise bad(f"{name} must be one of {list(allowed)} or empty, not {value!r}")
+    if spec.compile and spec.cpu_offload:
+        raise bad("compile and cpu_offload do not go together (offload moves weights per call)")
+    sizes = spec.compile_batch_sizes
+    if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
+        raise bad(f"compile_batch_sizes must be positive integers, not {list(sizes)}")
+    for size in spec.compile_sizes:
+        width, _, height = str(size).partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) and int(height)):
+            raise bad(f"compile_sizes entries are 'WxH', not {size!r}")
 
 
 def _builtin() -> list[ModelSpec]:
@@ -276,7 +349,7 @@ def _builtin() -> list[ModelSpec]:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
-_TUPLE_FIELDS = {"aliases", "allowed_sizes", "default_size"}
+_TUPLE_FIELDS = {"aliases", "allowed_sizes", "default_size", "compile_batch_sizes", "compile_sizes"}
 
 
 def _apply_overrides(specs: dict[str, ModelSpec], path: str) -> None:

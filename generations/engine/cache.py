@@ -1,11 +1,23 @@
 """The pipeline cache: loaded models kept within a memory budget.
 
 A worker keeps every model it has loaded until loading another would pass its budget
-(IMAGEHUB_MODEL_MEMORY_MB; default 80% of the free device memory on CUDA, of the total
-RAM on CPU); then the least recently used models go first. A model's size is what its
-torch modules hold (parameters and buffers); with CPU offload only its largest module
-sits on the device at a time. The image-to-image and inpainting pipelines built on a
-model share its weights and leave with it.
+(IMAGEHUB_MODEL_MEMORY_MB; default 90% of the device memory free when the worker starts
+on CUDA, 80% of the total RAM on CPU); then the least recently used models go first.
+
+What a model costs is measured, not guessed from its name: its weights are what its torch
+modules hold once loaded (parameters and buffers, after any quantization; with CPU
+offload only its largest module sits on the device at a time), and one model at a time
+also needs room for the activations of its largest call (`activation_bytes`: the most
+images one call can carry at the largest size, through the denoiser and the VAE decoder).
+The models fit when their weights plus the largest of their activation headrooms fit the
+budget (one call runs at a time on a device: the device lock).
+
+One model is never on a device twice: two catalog entries with the same weights and the
+same load settings (scheduler, accelerations, offload) share one loaded pipeline, and
+loading an entry whose weights are loaded with other settings evicts that copy first.
+The image-to-image and inpainting pipelines built on a model share its modules (diffusers'
+`from_pipe`; checked when they are built) and leave with it. Each load logs one line with
+its seconds, bytes and device.
 
 The cache's lock is the device lock: the engine holds it while a pipeline runs, so no
 model is evicted from under a running call.
@@ -17,11 +29,13 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from generations.catalog import ModelSpec
+from generations.catalog import ARCHITECTURES, ModelSpec
 from imagehub import metrics
 
 logger = logging.getLogger(__name__)
@@ -41,8 +55,91 @@ class UnsupportedTask(ModelLoadError):
 class _Entry:
     pipe: object
     bytes: int
+    # Room the model's largest call needs for its activations (activation_bytes).
+    headroom: int
+    # The catalog ids this loaded pipeline serves (entries with the same weights and
+    # load settings share it).
+    ids: list[str]
     # "img2img" | "inpaint" -> a pipeline sharing this one's modules (diffusers' from_pipe).
     derived: dict[str, object] = field(default_factory=dict)
+
+
+def weights_of(spec: ModelSpec) -> str:
+    """Where the weights come from: a resolved local folder or a hub id."""
+    source = spec.source
+    if source.startswith(("/", "./", "../", "~")) or Path(source).expanduser().is_dir():
+        return str(Path(source).expanduser().resolve())
+    return source
+
+
+def identity(spec: ModelSpec) -> tuple:
+    """What makes a loaded pipeline: its weights and everything its load changes. Two
+    catalog entries with the same identity share one loaded pipeline."""
+    return (
+        weights_of(spec),
+        spec.architecture,
+        spec.scheduler,
+        spec.cpu_offload,
+        spec.compile,
+        spec.compile_fullgraph,
+        spec.compile_batch_sizes,
+        spec.compile_sizes,
+        spec.fuse_qkv,
+        spec.channels_last,
+        spec.quantize,
+        spec.attention_backend,
+    )
+
+
+def largest_call(spec: ModelSpec) -> tuple[int, int]:
+    """(images, pixels per image) of the largest pipeline call the model can get: a job's
+    n images at the largest size, or a full batch at the largest batchable size."""
+    alone = (spec.max_n, spec.max_pixels)
+    if spec.max_batch_images <= 1:
+        return alone
+    batched = (
+        max(spec.max_batch_images, spec.max_n),
+        min(spec.max_batch_pixels, spec.max_pixels),
+    )
+    return max(alone, batched, key=lambda c: c[0] * c[1])
+
+
+# The estimate's factors (bytes of live activations per element of the widest tensor).
+# VAE decoder: its full-resolution up blocks hold about eight tensors of W x H x the first
+# block's channels at once (input, norms, convolution outputs, the residual, upsampling).
+# Denoiser: about 24 tensors of tokens x hidden width per step (attention's q, k, v and
+# output, the MLP's 4x expansion, norms, residuals; SDPA keeps no token x token matrix).
+VAE_LIVE_TENSORS = 8
+DENOISER_LIVE_TENSORS = 24
+
+
+def activation_bytes(spec: ModelSpec, pipe) -> int:
+    """An estimate of the device memory the model's largest call needs beyond its
+    weights: latent size x channels x batch, from the pipeline's own configs."""
+    import torch
+
+    images, pixels = largest_call(spec)
+    dtype = getattr(pipe, "dtype", torch.float32)
+    element = torch.empty((), dtype=dtype).element_size()
+    vae_channels = _config_value(getattr(pipe, "vae", None), "block_out_channels", [128])[0]
+    vae = images * pixels * vae_channels * element * VAE_LIVE_TENSORS
+    denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    heads = _config_value(denoiser, "num_attention_heads", None)
+    head_dim = _config_value(denoiser, "attention_head_dim", None)
+    if isinstance(heads, int) and isinstance(head_dim, int):
+        width = heads * head_dim  # transformers (FLUX, SD3)
+    else:
+        width = max(_config_value(denoiser, "block_out_channels", [320]))  # UNets
+    tokens = pixels // (spec.vae_scale_factor * ARCHITECTURES[spec.architecture]["patch"]) ** 2
+    guided = 2 if spec.supports_negative_prompt else 1  # classifier-free guidance doubles it
+    steps = images * guided * tokens * width * element * DENOISER_LIVE_TENSORS
+    return int(vae + steps)
+
+
+def _config_value(module, name: str, default):
+    config = getattr(module, "config", None)
+    value = getattr(config, name, None) if config is not None else None
+    return default if value is None else value
 
 
 def module_bytes(module) -> int:
@@ -70,12 +167,23 @@ def pipeline_bytes(pipe, *, offloaded: bool = False) -> int:
 
 
 def default_budget_bytes(device: str) -> int:
+    """CUDA: 90% of the memory free now (the rest: the CUDA context's own growth and
+    the allocator's fragmentation; activations are budgeted per model). CPU: 80% of RAM."""
     if device.startswith("cuda"):
         import torch
 
         free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free * 0.8)
+        return int(free * 0.9)
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+
+
+def shares_modules(base, derived) -> bool:
+    """True when every torch module of `derived` is one of `base`'s (no copy was made)."""
+    import torch
+
+    ours = {id(c) for c in base.components.values() if isinstance(c, torch.nn.Module)}
+    theirs = [c for c in derived.components.values() if isinstance(c, torch.nn.Module)]
+    return all(id(c) in ours for c in theirs)
 
 
 class PipelineCache:
@@ -86,63 +194,99 @@ class PipelineCache:
         budget_bytes: int,
         load: Callable[[ModelSpec], object],
         measure: Callable[[ModelSpec, object], int],
+        headroom: Callable[[ModelSpec, object], int] = activation_bytes,
     ):
         self.device = device
         self.budget_bytes = budget_bytes
         self._load = load
         self._measure = measure
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._sizes: dict[str, int] = {}  # last measured size, kept after eviction
+        self._headroom = headroom
+        # identity(spec) -> entry, least recently used first.
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        # Last measured (weights, headroom), kept after eviction to make room before a reload.
+        self._sizes: dict[tuple, tuple[int, int]] = {}
         self.loads: Counter[str] = Counter()
         self.lock = threading.RLock()
 
     def get(self, spec: ModelSpec):
         with self.lock:
-            entry = self._entries.get(spec.id)
+            key = identity(spec)
+            entry = self._entries.get(key)
             if entry is not None:
-                self._entries.move_to_end(spec.id)
+                self._entries.move_to_end(key)
+                if spec.id not in entry.ids:
+                    entry.ids.append(spec.id)
                 return entry.pipe
+            self._evict_other_copies(key, reason=spec.id)
             # Make room before loading when the size is known from an earlier load.
-            self._evict_until(self._sizes.get(spec.id, 0), reason=spec.id)
+            weights, headroom = self._sizes.get(key, (0, 0))
+            self._evict_until(weights, headroom, reason=spec.id)
+            started = time.perf_counter()
             pipe = self._load_with_room(spec)
-            size = self._measure(spec, pipe)
-            self._sizes[spec.id] = size
-            self._entries[spec.id] = _Entry(pipe=pipe, bytes=size)
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize(torch.device(self.device))
+            seconds = time.perf_counter() - started
+            weights, headroom = self._measure(spec, pipe), self._headroom(spec, pipe)
+            self._sizes[key] = (weights, headroom)
+            self._entries[key] = _Entry(pipe=pipe, bytes=weights, headroom=headroom, ids=[spec.id])
             self.loads[spec.id] += 1
-            self._evict_until(0, reason=spec.id, keep=spec.id)
+            self._log_load(spec, pipe, seconds, weights, headroom)
+            self._evict_until(0, 0, reason=spec.id, keep=key)
             metrics.LOADED_MODELS.set(len(self._entries))
             return pipe
 
     def derived(self, spec: ModelSpec, task: str, build: Callable[[object], object]):
         with self.lock:
             base = self.get(spec)
-            entry = self._entries[spec.id]
+            entry = self._entries[identity(spec)]
             if task not in entry.derived:
-                entry.derived[task] = build(base)
+                pipe = build(base)
+                if not shares_modules(base, pipe):
+                    # A second copy of the weights would break the budget unseen.
+                    raise ModelLoadError(
+                        f"Model '{spec.id}': its {task} pipeline does not share the loaded "
+                        "model's modules"
+                    )
+                entry.derived[task] = pipe
             return entry.derived[task]
 
     def loaded(self) -> list[str]:
+        """The catalog ids served by loaded pipelines, least recently used first."""
         with self.lock:
-            return list(self._entries)
+            return [model_id for entry in self._entries.values() for model_id in entry.ids]
 
     def used_bytes(self) -> int:
-        return sum(entry.bytes for entry in self._entries.values())
+        """Weights of the loaded models plus the largest activation headroom among them."""
+        return self._need(0, 0)
+
+    def _need(self, weights: int, headroom: int) -> int:
+        entries = self._entries.values()
+        return (
+            sum(entry.bytes for entry in entries)
+            + weights
+            + max([headroom, *(entry.headroom for entry in entries)])
+        )
 
     def evict(self, model_id: str, *, reason: str = "") -> None:
         with self.lock:
-            entry = self._entries.pop(model_id, None)
-            if entry is None:
-                return
-            entry.derived.clear()
-            del entry
-            logger.info(
-                "evicted model %s (%.0f MB)%s",
-                model_id,
-                self._sizes.get(model_id, 0) / MB,
-                f" to make room for {reason}" if reason else "",
-            )
-            metrics.LOADED_MODELS.set(len(self._entries))
-            self.release_memory()
+            for key, entry in list(self._entries.items()):
+                if model_id in entry.ids:
+                    self._evict_key(key, reason=reason)
+
+    def _evict_key(self, key: tuple, *, reason: str) -> None:
+        entry = self._entries.pop(key)
+        entry.derived.clear()
+        logger.info(
+            "evicted model %s (%.0f MB)%s",
+            ", ".join(entry.ids),
+            entry.bytes / MB,
+            f" to make room for {reason}" if reason else "",
+        )
+        del entry
+        metrics.LOADED_MODELS.set(len(self._entries))
+        self.release_memory()
 
     def release_memory(self) -> None:
         gc.collect()
@@ -151,20 +295,53 @@ class PipelineCache:
 
             torch.cuda.empty_cache()
 
-    def _evict_until(self, incoming: int, *, reason: str, keep: str | None = None) -> None:
-        """Evict least recently used models until `incoming` more bytes fit."""
-        for model_id in list(self._entries):
-            if self.used_bytes() + incoming <= self.budget_bytes:
-                return
-            if model_id != keep:
-                self.evict(model_id, reason=reason)
-        if self.used_bytes() + incoming > self.budget_bytes:
+    def _evict_other_copies(self, key: tuple, *, reason: str) -> None:
+        """The same weights loaded with other settings leave before this copy loads."""
+        for other in [k for k in self._entries if k[0] == key[0] and k != key]:
             logger.warning(
-                "model %s alone (%.0f MB) is over the memory budget (%.0f MB)",
+                "model %s uses the weights of loaded model %s with other load settings: "
+                "evicting it (give both catalog entries the same scheduler and accelerations "
+                "to share one copy)",
                 reason,
-                max(incoming, self.used_bytes()) / MB,
+                ", ".join(self._entries[other].ids),
+            )
+            self._evict_key(other, reason=reason)
+
+    def _evict_until(
+        self, weights: int, headroom: int, *, reason: str, keep: tuple | None = None
+    ) -> None:
+        """Evict least recently used models until `weights` (with `headroom`) more fit."""
+        for key in list(self._entries):
+            if self._need(weights, headroom) <= self.budget_bytes:
+                return
+            if key != keep:
+                self._evict_key(key, reason=reason)
+        if self._need(weights, headroom) > self.budget_bytes:
+            logger.warning(
+                "model %s alone (%.0f MB with its activations) is over the memory budget (%.0f MB)",
+                reason,
+                self._need(weights, headroom) / MB,
                 self.budget_bytes / MB,
             )
+
+    def _log_load(self, spec: ModelSpec, pipe, seconds: float, weights: int, headroom: int):
+        from generations.engine import accelerate
+
+        images, pixels = largest_call(spec)
+        done = accelerate.applied(pipe)
+        logger.info(
+            "loaded model %s (%s) on %s in %.2fs: %.0f MB weights, %.0f MB activation "
+            "headroom (%d images of %.2f MP)%s",
+            spec.id,
+            type(pipe).__name__,
+            self.device,
+            seconds,
+            weights / MB,
+            headroom / MB,
+            images,
+            pixels / 1e6,
+            f"; accelerations: {', '.join(done)}" if done else "",
+        )
 
     def _load_with_room(self, spec: ModelSpec):
         try:
@@ -174,8 +351,8 @@ class PipelineCache:
                 raise
         # It did not fit next to the others: evict them all and try once more.
         logger.warning("model %s did not fit next to %s; evicting", spec.id, self.loaded())
-        for model_id in list(self._entries):
-            self.evict(model_id, reason=spec.id)
+        for key in list(self._entries):
+            self._evict_key(key, reason=spec.id)
         return self._load(spec)
 
 

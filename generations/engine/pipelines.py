@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from generations.catalog import ModelSpec
-from generations.engine import sources
+from generations.engine import accelerate, sources
 from generations.engine.cache import (
     MB,
     ModelLoadError,
@@ -131,7 +131,6 @@ class Engine:
         source = spec.source
         if sources.is_local(source):
             source = str(Path(source).expanduser())
-        started = time.perf_counter()
         try:
             with warnings.catch_warnings():
                 # diffusers renames torch_dtype to dtype; the old name works on every version.
@@ -152,6 +151,7 @@ class Engine:
                 pipe.enable_model_cpu_offload(device=self.device)
             else:
                 pipe = pipe.to(self.device)
+            accelerate.apply(spec, pipe, self.device)  # the catalog's accelerations
         except (torch.OutOfMemoryError, OSError, ValueError, ImportError, RuntimeError) as exc:
             logger.warning("loading model %s from %s failed: %r", spec.id, source, exc)
             reason = sources.explain(spec, exc, device=self.device)
@@ -165,13 +165,6 @@ class Engine:
         # lengths, failing the whole batch.
         tokenizer = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
         self._tokenizers[spec.id] = copy.deepcopy(tokenizer) if tokenizer is not None else None
-        logger.info(
-            "loaded model %s (%s) on %s in %.2fs",
-            spec.id,
-            type(pipe).__name__,
-            self.device,
-            time.perf_counter() - started,
-        )
         return pipe
 
     # --- running ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from generations.catalog import get_model
 from generations.engine import RunRequest
-from generations.engine.cache import MB, pipeline_bytes
+from generations.engine.cache import MB, activation_bytes, largest_call, pipeline_bytes
 from generations.engine.pipelines import Engine
 
 MODELS = ("demo-sd", "demo-flux")
@@ -32,13 +32,27 @@ def generate(engine: Engine, model_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sizes() -> dict[str, int]:
+def measured() -> dict[str, tuple[int, int]]:
+    """(weights, activation headroom) of each demo model."""
     engine = Engine("cpu", memory_budget_mb=100_000)
-    measured = {
-        model_id: pipeline_bytes(engine.pipeline(get_model(model_id))) for model_id in MODELS
-    }
-    assert all(size > MB for size in measured.values())
-    return measured
+    found = {}
+    for model_id in MODELS:
+        spec = get_model(model_id)
+        pipe = engine.pipeline(spec)
+        found[model_id] = (pipeline_bytes(pipe), activation_bytes(spec, pipe))
+    assert all(weights > MB for weights, _ in found.values())
+    return found
+
+
+@pytest.fixture(scope="module")
+def sizes(measured) -> dict[str, int]:
+    return {model_id: weights for model_id, (weights, _) in measured.items()}
+
+
+@pytest.fixture(scope="module")
+def headroom(measured) -> int:
+    """The largest activation headroom: one call at a time needs only the largest."""
+    return max(room for _, room in measured.values())
 
 
 def engine_with_budget(budget_bytes: int) -> Engine:
@@ -47,8 +61,8 @@ def engine_with_budget(budget_bytes: int) -> Engine:
     return engine
 
 
-def test_switching_between_two_models_that_fit_never_reloads(sizes):
-    engine = engine_with_budget(sum(sizes.values()))
+def test_switching_between_two_models_that_fit_never_reloads(sizes, headroom):
+    engine = engine_with_budget(sum(sizes.values()) + headroom)
     for _ in range(3):
         for model_id in MODELS:
             generate(engine, model_id)
@@ -56,8 +70,8 @@ def test_switching_between_two_models_that_fit_never_reloads(sizes):
     assert sorted(engine.loaded_models()) == sorted(MODELS)
 
 
-def test_with_room_for_one_the_least_recently_used_leaves(sizes):
-    engine = engine_with_budget(max(sizes.values()))
+def test_with_room_for_one_the_least_recently_used_leaves(measured):
+    engine = engine_with_budget(max(weights + room for weights, room in measured.values()))
     for _ in range(3):
         for model_id in MODELS:
             generate(engine, model_id)
@@ -68,20 +82,21 @@ def test_with_room_for_one_the_least_recently_used_leaves(sizes):
     assert engine.loaded_models() == ["demo-flux"] and engine.loads["demo-sd"] == 3
 
 
-def test_three_models_evict_the_least_recently_used(sizes, settings, tmp_path):
+def test_three_models_evict_the_least_recently_used(sizes, headroom, settings, tmp_path):
     """Room for two: using sd, flux, sd, then a third model evicts flux (not sd)."""
     import json
+    import shutil
 
     from generations.catalog import catalog
 
-    sd = get_model("demo-sd")
+    copy = shutil.copytree(get_model("demo-sd").source, tmp_path / "sd-copy")
     (tmp_path / "catalog.json").write_text(
-        json.dumps([{"id": "demo-sd-copy", "source": sd.source, "architecture": "sd"}])
+        json.dumps([{"id": "demo-sd-copy", "source": str(copy), "architecture": "sd"}])
     )
     settings.MODEL_CATALOG_FILE = str(tmp_path / "catalog.json")
     catalog.cache_clear()
     try:
-        engine = engine_with_budget(sizes["demo-sd"] * 2 + sizes["demo-flux"] - 1)
+        engine = engine_with_budget(sizes["demo-sd"] * 2 + sizes["demo-flux"] + headroom - 1)
         for model_id in ("demo-sd", "demo-flux", "demo-sd", "demo-sd-copy"):
             generate(engine, model_id)
         assert sorted(engine.loaded_models()) == ["demo-sd", "demo-sd-copy"]
@@ -90,8 +105,8 @@ def test_three_models_evict_the_least_recently_used(sizes, settings, tmp_path):
         catalog.cache_clear()
 
 
-def test_derived_pipelines_leave_with_their_model(sizes):
-    engine = engine_with_budget(max(sizes.values()))
+def test_derived_pipelines_leave_with_their_model(measured):
+    engine = engine_with_budget(max(weights + room for weights, room in measured.values()))
     img2img = weakref.ref(engine.derived(get_model("demo-sd"), "img2img"))
     base = weakref.ref(engine.pipeline(get_model("demo-sd")))
     generate(engine, "demo-flux")
@@ -126,3 +141,51 @@ def test_warm_up_loads_and_runs_each_model_once(monkeypatch, caplog):
     assert engine.loaded_models() == ["demo-sd"]
     assert [(r.spec.id, r.steps) for r in runs] == [("demo-sd", 1)]
     assert "warmed up demo-sd" in caplog.text and "no-such-model" in caplog.text
+
+
+def test_one_model_is_never_loaded_twice(caplog):
+    """Two catalog entries with the same weights and load settings share one pipeline;
+    an entry with other settings evicts the loaded copy before loading its own; the
+    image-to-image pipeline shares the base model's modules."""
+    import dataclasses
+
+    sd = get_model("demo-sd")
+    alias = dataclasses.replace(sd, id="demo-sd-alias", description="the same weights")
+    other = dataclasses.replace(sd, id="demo-sd-dpm", scheduler="DPMSolverMultistepScheduler")
+    engine = Engine("cpu", memory_budget_mb=100_000)
+    assert engine.pipeline(alias) is engine.pipeline(sd)
+    assert engine.loaded_models() == ["demo-sd-alias", "demo-sd"]
+    assert dict(engine.loads) == {"demo-sd-alias": 1}
+    img2img = engine.derived(sd, "img2img")
+    assert img2img.unet is engine.pipeline(sd).unet and img2img.vae is engine.pipeline(sd).vae
+    with caplog.at_level("WARNING", logger="generations.engine"):
+        engine.pipeline(other)
+    assert engine.loaded_models() == ["demo-sd-dpm"]
+    assert "uses the weights of loaded model demo-sd-alias, demo-sd" in caplog.text
+
+
+def test_activation_headroom_scales_with_the_largest_call():
+    """The estimate: the most images one call can carry at the largest size, through the
+    VAE decoder and the denoiser (doubled by classifier-free guidance)."""
+    import dataclasses
+
+    engine = Engine("cpu", memory_budget_mb=100_000)
+    sd = get_model("demo-sd")
+    pipe = engine.pipeline(sd)
+    assert largest_call(sd) == (10, 1024 * 1024)  # max_n images at max_pixels
+    smaller = dataclasses.replace(sd, max_n=1)
+    assert largest_call(smaller) == (8, 512 * 512)  # then a full batch at 512x512 is larger
+    full, half = activation_bytes(sd, pipe), activation_bytes(smaller, pipe)
+    assert full == pytest.approx(half * (10 * 1024 * 1024) / (8 * 512 * 512), rel=0.01)
+    # 8 live fp32 tensors of 1024x1024 x the VAE's first 8 channels per image, at least.
+    assert full >= 10 * 1024 * 1024 * 8 * 4 * 8
+
+
+def test_the_load_log_line_gives_seconds_bytes_and_device(caplog):
+    engine = Engine("cpu", memory_budget_mb=100_000)
+    with caplog.at_level("INFO", logger="generations.engine"):
+        pipe = engine.pipeline(get_model("demo-flux"))
+    line = next(r.getMessage() for r in caplog.records if "loaded model demo-flux" in r.message)
+    weights_mb = pipeline_bytes(pipe) / MB
+    assert "(FluxPipeline) on cpu in " in line
+    assert f"{weights_mb:.0f} MB weights" in line and "MB activation headroom" in line

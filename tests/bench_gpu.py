@@ -1,0 +1,589 @@
+"""make bench-gpu: FLUX.1-schnell at full size on one CUDA GPU, a bare diffusers loop
+against the service on the same GPU, in one run.
+
+    python -m tests.bench_gpu [--out BENCHMARKS.md] [--tiny] [--count N] [--folder DIR]
+
+1. Builds the FLUX.1-schnell architecture with random bf16 weights directly on the GPU (no
+   download; dimensions in ../shared/gpu/README.md), saves it to /dev/shm (kept for the
+   next run) and loads it back through `DiffusionPipeline.from_pretrained`, the path the
+   service takes.
+2. Bare loops in this process, one image per generator, 1024², 4 steps, guidance 0: eager
+   at batch 1 and at batch 4; `torch.compile` (fullgraph) + fused QKV + channels_last at
+   batch 1 and 4 (compile time reported); the same with fp8 weights (torchao) where the
+   GPU supports it. The GPU's peak memory of the eager batch is set beside the model
+   cache's activation estimate for it.
+3. The service on the same GPU, after the bare pipeline is freed: the embedded default of
+   `make run` (gunicorn + uvicorn workers, SQLite, the in-process worker: claim, run,
+   encode, store, complete), the model as a catalog entry whose `source` is the saved
+   folder, with the accelerations of the best bare loop, warmed before measuring; sync
+   requests over HTTP at one client, and under load (two clients per batch slot).
+
+It writes one table to BENCHMARKS.md (its own section; the others stay): seconds per
+image, images per second, and each row's ratio to the best bare loop. Targets (issue 19):
+service under load >= 0.95x the best bare loop, <= 0.5 s per image.
+
+`--tiny` runs the same code on the CPU with tiny dimensions in seconds (a check that the
+script works, run by tests/test_bench_gpu.py; its figures measure nothing): float32, 64²,
+2 steps, and torch.compile with the "eager" backend (dynamo traces, no C++ compiler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "a lighthouse at dusk, volumetric light"
+MODEL_ID = "bench-flux"
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The architecture and the run's shapes."""
+
+    name: str
+    size: int
+    steps: int
+    batch: int
+    count: int
+    transformer: dict
+    t5: dict
+    clip: dict
+    vae_channels: tuple[int, ...]
+    vae_layers: int
+    max_sequence_length: int
+
+
+FULL = Dims(
+    name="full",
+    size=1024,
+    steps=4,
+    batch=4,
+    count=16,
+    transformer={
+        "num_layers": 19,
+        "num_single_layers": 38,
+        "attention_head_dim": 128,
+        "num_attention_heads": 24,
+        "joint_attention_dim": 4096,
+        "pooled_projection_dim": 768,
+        "axes_dims_rope": (16, 56, 56),
+    },
+    t5={"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64},
+    clip={
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "projection_dim": 768,
+    },
+    vae_channels=(128, 256, 512, 512),
+    vae_layers=2,
+    max_sequence_length=256,
+)
+TINY = Dims(
+    name="tiny",
+    size=64,
+    steps=2,
+    batch=2,
+    count=4,
+    transformer={
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "attention_head_dim": 16,
+        "num_attention_heads": 2,
+        "joint_attention_dim": 32,
+        "pooled_projection_dim": 32,
+        "axes_dims_rope": (4, 6, 6),
+    },
+    t5={"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4},
+    clip={
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "projection_dim": 32,
+    },
+    vae_channels=(8, 16, 16, 16),
+    vae_layers=1,
+    max_sequence_length=32,
+)
+
+
+# --- the model ----------------------------------------------------------------------------------
+def build(folder: Path, dims: Dims, device: str, dtype) -> None:
+    """FLUX.1-schnell's architecture with random weights, made on `device` in `dtype`
+    (12B + 4.8B parameters never pass through the CPU), saved as a diffusers folder."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from generations.engine.demo_models import _build_clip_tokenizer, _build_t5_tokenizer
+
+    tokenizer = _build_clip_tokenizer()
+    tokenizer_2 = _build_t5_tokenizer(tokenizer)
+    default_dtype = torch.get_default_dtype()
+    torch.manual_seed(0)
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            transformer = FluxTransformer2DModel(
+                patch_size=1, in_channels=64, guidance_embeds=False, **dims.transformer
+            )
+            text_encoder_2 = T5EncoderModel(
+                T5Config(
+                    vocab_size=32128,
+                    feed_forward_proj="gated-gelu",
+                    pad_token_id=tokenizer_2.pad_token_id,
+                    eos_token_id=tokenizer_2.eos_token_id,
+                    decoder_start_token_id=tokenizer_2.pad_token_id,
+                    **dims.t5,
+                )
+            )
+            text_encoder = CLIPTextModel(
+                CLIPTextConfig(
+                    vocab_size=max(49408, len(tokenizer)),
+                    max_position_embeddings=77,
+                    hidden_act="quick_gelu",
+                    bos_token_id=tokenizer.bos_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **dims.clip,
+                )
+            )
+            vae = AutoencoderKL(
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=dims.vae_channels,
+                layers_per_block=dims.vae_layers,
+                latent_channels=16,
+                norm_num_groups=min(32, dims.vae_channels[0]),
+                scaling_factor=0.3611,
+                shift_factor=0.1159,
+                use_quant_conv=False,
+                use_post_quant_conv=False,
+            )
+    finally:
+        torch.set_default_dtype(default_dtype)
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(1000, shift=1.0, use_dynamic_shifting=False),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    (folder / "bench-dims.json").write_text(json.dumps({"dims": dims.name, "dtype": str(dtype)}))
+    del pipe, transformer, text_encoder, text_encoder_2, vae
+    free_memory(device)
+
+
+def built(folder: Path, dims: Dims, dtype) -> bool:
+    from generations.engine.demo_models import is_built
+
+    try:
+        marker = json.loads((folder / "bench-dims.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return marker == {"dims": dims.name, "dtype": str(dtype)} and is_built(folder)
+
+
+def free_memory(device: str) -> None:
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+# --- the bare loops -----------------------------------------------------------------------------
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Bare:
+    def __init__(self, folder: Path, dims: Dims, device: str, dtype):
+        import torch
+        from diffusers import DiffusionPipeline
+
+        self.torch, self.dims, self.device = torch, dims, device
+        self.pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtype).to(device)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    def call(self, batch: int, seed: int) -> float:
+        started = time.perf_counter()
+        with self.torch.inference_mode():
+            self.pipe(
+                prompt=[PROMPT] * batch,
+                width=self.dims.size,
+                height=self.dims.size,
+                num_inference_steps=self.dims.steps,
+                guidance_scale=0.0,
+                max_sequence_length=self.dims.max_sequence_length,
+                generator=[self.torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)],
+            )
+        synchronize(self.device)
+        return time.perf_counter() - started
+
+    def seconds_per_image(self, batch: int) -> tuple[float, float]:
+        """(seconds per image over the run, seconds of the first call: warm-up/compile)."""
+        first = self.call(batch, 0)
+        calls = max(1, self.dims.count // batch)
+        started = time.perf_counter()
+        for i in range(calls):
+            self.call(batch, 1000 + i * batch)
+        return (time.perf_counter() - started) / (calls * batch), first
+
+    def accelerate(self, *, compile_backend: str, fp8: bool) -> None:
+        """What the fastest public FLUX servers do: fused QKV, channels_last VAE, fp8
+        weights where the GPU has them, and torch.compile (fullgraph) of the transformer."""
+        torch = self.torch
+        self.pipe.transformer.fuse_qkv_projections()
+        self.pipe.vae.fuse_qkv_projections()
+        self.pipe.vae.to(memory_format=torch.channels_last)
+        if fp8:
+            from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+
+            quantize_(self.pipe.transformer, Float8DynamicActivationFloat8WeightConfig())
+        self.pipe.transformer.forward = torch.compile(
+            self.pipe.transformer.forward, fullgraph=True, dynamic=False, backend=compile_backend
+        )
+
+    def peak_memory(self, batch: int) -> int:
+        """Device bytes the call needs beyond the weights (CUDA only; 0 elsewhere)."""
+        torch = self.torch
+        if not self.device.startswith("cuda"):
+            return 0
+        free_memory(self.device)
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        self.call(batch, 0)
+        return torch.cuda.max_memory_allocated() - before
+
+    def close(self) -> None:
+        del self.pipe
+        free_memory(self.device)
+
+
+def fp8_supported(device: str) -> str | None:
+    """None when fp8 can run here, else why not."""
+    from generations.engine.accelerate import fp8_unsupported_reason
+
+    reason = fp8_unsupported_reason(device)
+    if reason:
+        return reason
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        return "torchao is not installed"
+    return None
+
+
+def bare_rows(folder, dims, device, dtype, *, compile_backend: str, fp8_reason) -> dict:
+    rows, notes = {}, {}
+    bare = Bare(folder, dims, device, dtype)
+    for batch in (1, dims.batch):
+        rows[f"bare eager, batch {batch}"], _ = bare.seconds_per_image(batch)
+    notes["peak"] = bare.peak_memory(dims.batch)
+    bare.accelerate(compile_backend=compile_backend, fp8=False)
+    for batch in (1, dims.batch):
+        label = f"bare compiled + fused QKV + channels_last, batch {batch}"
+        rows[label], notes[f"compile {batch}"] = bare.seconds_per_image(batch)
+    bare.close()
+    if fp8_reason is None:
+        bare = Bare(folder, dims, device, dtype)
+        bare.accelerate(compile_backend=compile_backend, fp8=True)
+        for batch in (1, dims.batch):
+            label = f"bare compiled + fp8 weights, batch {batch}"
+            rows[label], notes[f"fp8 compile {batch}"] = bare.seconds_per_image(batch)
+        bare.close()
+    return rows, notes
+
+
+# --- the service --------------------------------------------------------------------------------
+def catalog_entry(folder: Path, dims: Dims, *, tiny: bool, fp8: bool) -> dict:
+    entry = {
+        "id": MODEL_ID,
+        "source": str(folder),
+        "architecture": "flux",
+        "description": "FLUX.1-schnell architecture, random weights (make bench-gpu)",
+        "default_size": [dims.size, dims.size],
+        "min_size": dims.size,
+        "max_size": dims.size,
+        "size_multiple": 16,
+        "max_n": dims.batch,
+        "default_steps": dims.steps,
+        "max_steps": 8,
+        "default_guidance": 0.0,
+        "supports_negative_prompt": False,
+        "max_sequence_length": dims.max_sequence_length,
+        "max_batch_images": dims.batch,
+        "max_batch_pixels": dims.size * dims.size,
+        "fuse_qkv": True,
+        "channels_last": True,
+    }
+    if not tiny:  # on the CPU check, the service's compile is tests/generations' business
+        entry.update(compile="default", compile_batch_sizes=[1, 2, dims.batch])
+    if fp8:
+        entry["quantize"] = "fp8"
+    return entry
+
+
+@contextlib.contextmanager
+def service(entry: dict, device: str, workdir: Path):
+    """`make run`'s embedded default on this machine: yields (base url, api key)."""
+    import requests
+
+    (workdir / "catalog.json").write_text(json.dumps([entry]))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "imagehub.settings",
+        "IMAGEHUB_DATA_DIR": str(workdir),
+        "DJANGO_SECRET_KEY": uuid.uuid4().hex,
+        "HF_HUB_OFFLINE": "1",
+        "IMAGEHUB_MODEL_CATALOG": str(workdir / "catalog.json"),
+        "IMAGEHUB_DEFAULT_MODEL": MODEL_ID,
+        "IMAGEHUB_WARMUP_MODELS": MODEL_ID,
+        "IMAGEHUB_DEVICE": device,
+        # Warm-up compiles every bucket (minutes on a GPU) while the server already
+        # answers: the first sync request may wait for it.
+        "IMAGEHUB_SYNC_WAIT_SECONDS": "1800",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    for name in ("DATABASE_URL", "DRAMATIQ_BROKER_URL", "STORAGE"):
+        env.pop(name, None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT)
+    key = subprocess.run(
+        [*manage, "create_api_key", "bench@example.com", "--credits", str(10**15)],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()[-1]
+    from tests.processes import free_port
+
+    port = free_port()
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gunicorn", "imagehub.asgi"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", "1"),
+            *("--worker-class", "imagehub.server.Worker", "--timeout", "900"),
+            *("--keep-alive", "75"),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {workdir / 'server.log'}")
+            time.sleep(0.2)
+        yield base, key
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def service_rows(base: str, key: str, dims: Dims) -> tuple[dict, dict]:
+    """Seconds per image at one client and under load (two clients per batch slot)."""
+    import requests
+
+    def generate(session, seed: int) -> float:
+        response = session.post(
+            f"{base}/v1/images/generations",
+            timeout=1800,
+            json={
+                "model": MODEL_ID,
+                "prompt": PROMPT,
+                "size": f"{dims.size}x{dims.size}",
+                "num_inference_steps": dims.steps,
+                "seed": seed,
+            },
+        )
+        response.raise_for_status()
+        assert len(response.json()["data"]) == 1
+        return response.json()["timings"]["inference"]
+
+    rows, notes = {}, {}
+    for clients in (1, 2 * dims.batch):
+        sessions = [requests.Session() for _ in range(clients)]
+        for session in sessions:
+            session.headers["Authorization"] = f"Bearer {key}"
+        started = time.perf_counter()
+        generate(sessions[0], 0)  # after warm-up: a first request pays for nothing left
+        notes[f"first {clients}"] = time.perf_counter() - started
+        count = max(dims.count, clients)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            seeds = range(1000, 1000 + count)
+            list(pool.map(generate, [sessions[i % clients] for i in range(count)], seeds))
+        label = "service, one client" if clients == 1 else f"service, {clients} clients"
+        rows[label] = (time.perf_counter() - started) / count
+    return rows, notes
+
+
+# --- the report ---------------------------------------------------------------------------------
+def machine(device: str) -> str:
+    import diffusers
+    import torch
+
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB, compute capability "
+        gpu += f"{props.major}.{props.minor}), CUDA {torch.version.cuda}"
+    else:
+        gpu = f"no GPU: the CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"{gpu}; torch {torch.__version__}, diffusers {diffusers.__version__}"
+
+
+def report(dims: Dims, device: str, rows: dict, notes: dict, fp8_reason, estimate: int) -> str:
+    best_label = min((k for k in rows if k.startswith("bare")), key=lambda k: rows[k])
+    best = rows[best_label]
+    tiny = dims.name == "tiny"
+    title = "GPU: FLUX.1-schnell at full size (make bench-gpu)"
+    if tiny:
+        title = "GPU bench on the CPU at tiny dimensions (a check of the script, not figures)"
+    lines = [
+        f"## {title}",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine(device)}. "
+        f"{dims.size}², {dims.steps} steps, guidance 0, random weights "
+        f"({'float32' if tiny else 'bf16'}), one generator per image. Ratio: images per "
+        f"second against the best bare loop ({best_label}).",
+        "",
+        "| what | s per image | images/s | vs best bare |",
+        "|---|---|---|---|",
+    ]
+    for label, seconds in rows.items():
+        lines.append(f"| {label} | {seconds:.3f} | {1 / seconds:.2f} | {best / seconds:.2f}× |")
+    under_load = [v for k, v in rows.items() if k.startswith("service, ") and "one" not in k]
+    lines.append("")
+    compiles = ", ".join(f"{k} {v:.0f} s" for k, v in notes.items() if "compile" in k)
+    lines.append(f"First call of each compiled bare loop (compiling included): {compiles}.")
+    if fp8_reason:
+        lines.append(f"fp8 rows missing: {fp8_reason}.")
+    if notes.get("peak"):
+        lines.append(
+            f"Activation memory of the eager batch of {dims.batch}: {notes['peak'] / 2**30:.2f}"
+            f" GiB measured; the model cache's estimate for its largest call "
+            f"{estimate / 2**30:.2f} GiB."
+        )
+    if under_load:
+        ratio = best / under_load[0]
+        met = ratio >= 0.95 and under_load[0] <= 0.5
+        lines.append(
+            f"Targets (service under load ≥ 0.95× the best bare loop, ≤ 0.5 s per image): "
+            f"{ratio:.2f}×, {under_load[0]:.3f} s per image: {'met' if met else 'not met'}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def estimate_for(entry: dict, folder: Path, dtype) -> int:
+    """The model cache's activation headroom for the service's entry (its formula, on
+    the saved configs)."""
+    from types import SimpleNamespace
+
+    from generations.catalog import ModelSpec
+    from generations.engine.cache import activation_bytes
+
+    def config(name: str) -> SimpleNamespace:
+        return SimpleNamespace(**json.loads((folder / name / "config.json").read_text()))
+
+    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    pipe = SimpleNamespace(
+        dtype=dtype,
+        vae=SimpleNamespace(config=config("vae")),
+        transformer=SimpleNamespace(config=config("transformer")),
+    )
+    return activation_bytes(spec, pipe)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description="FLUX.1-schnell on a GPU: bare vs service")
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny dimensions (a check)")
+    parser.add_argument("--out", type=Path, help="merge the table into this Markdown file")
+    parser.add_argument("--count", type=int, help="images per measurement")
+    parser.add_argument("--folder", type=Path, help="where the random-weight model is saved")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagehub.settings")
+    import django
+
+    django.setup()
+    import torch
+
+    dims = TINY if args.tiny else FULL
+    if args.count:
+        dims = Dims(**{**dims.__dict__, "count": args.count})
+    if args.tiny:
+        device, dtype, backend = "cpu", torch.float32, "eager"
+    elif torch.cuda.is_available():
+        device, dtype, backend = "cuda", torch.bfloat16, "inductor"
+    else:
+        parser.error("no CUDA GPU here; --tiny runs the check on the CPU")
+    workdir = Path(tempfile.mkdtemp(prefix="imagehub-bench-gpu-"))
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() and not args.tiny else workdir
+    folder = args.folder or shm / f"imagehub-flux-schnell-{dims.name}"
+    if not built(folder, dims, dtype):
+        started = time.perf_counter()
+        build(folder, dims, device, dtype)
+        print(f"built {folder} in {time.perf_counter() - started:.0f} s", flush=True)
+    fp8_reason = fp8_supported(device) if not args.tiny else "not run on the CPU check"
+    rows, notes = bare_rows(
+        folder, dims, device, dtype, compile_backend=backend, fp8_reason=fp8_reason
+    )
+    entry = catalog_entry(folder, dims, tiny=args.tiny, fp8=fp8_reason is None)
+    with service(entry, device, workdir) as (base, key):
+        served, served_notes = service_rows(base, key, dims)
+    rows.update(served)
+    notes.update(served_notes)
+    text = report(dims, device, rows, notes, fp8_reason, estimate_for(entry, folder, dtype))
+    print(text)
+    if args.out:
+        from tests.benchfile import merge_report
+
+        merge_report(args.out, text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""`make bench-gpu` runs correctly: the same script on the CPU at tiny dimensions (the
+random-weight FLUX architecture built and loaded back, the bare loops eager and compiled,
+the service of `make run` over HTTP) writes its one table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_gpu_runs_on_the_cpu_at_tiny_dimensions(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## Another benchmark\n\nkept as it is\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench_gpu", "--tiny", "--count", "1", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    assert "## Another benchmark\n\nkept as it is" in text
+    assert "## GPU bench on the CPU at tiny dimensions" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "×" in line]
+    labels = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+    assert labels == [
+        "bare eager, batch 1",
+        "bare eager, batch 2",
+        "bare compiled + fused QKV + channels_last, batch 1",
+        "bare compiled + fused QKV + channels_last, batch 2",
+        "service, one client",
+        "service, 4 clients",
+    ]
+    assert "Targets (service under load" in text and "no GPU: the CPU" in text

@@ -67,9 +67,7 @@ class Generation(models.Model):
     # The whole normalised request, for the record and for replays.
     params = models.JSONField(default=dict)
 
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.QUEUED
-    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     # Claims so far (a job taken over from a dead worker is claimed again).

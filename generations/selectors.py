@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, When
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from accounts.ledger import month_of
@@ -63,22 +65,60 @@ def stale_holds(now=None) -> list[Generation]:
     )
 
 
-def held_work() -> Iterator[HeldWork]:
-    """Every priced generation, as the ledger reconciliation sees it."""
-    rows = Generation.objects.filter(price__gt=0).only(
-        "id", "organization_id", "api_key_id", "created_at", "price", "charged", "status"
-    )
-    for generation in rows.iterator():
+def held_generations(
+    *, organization_id: int | None = None, since=None, until=None
+) -> QuerySet[Generation]:
+    """The priced generations that reconciliation checks, optionally of one organization
+    and created in [since, until)."""
+    rows = Generation.objects.filter(price__gt=0)
+    if organization_id is not None:
+        rows = rows.filter(organization_id=organization_id)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
+
+
+def held_work(
+    rows: QuerySet[Generation] | None = None, chunk_size: int = 2000
+) -> Iterator[HeldWork]:
+    """Every priced generation (of `rows`), as the ledger reconciliation sees it, read
+    with a server-side cursor `chunk_size` rows at a time."""
+    rows = held_generations() if rows is None else rows
+    columns = ("id", "organization_id", "api_key_id", "created_at", "price", "charged", "status")
+    for row in rows.values_list(*columns).iterator(chunk_size=chunk_size):
+        reference, organization_id, api_key_id, created_at, price, charged, status = row
         yield HeldWork(
-            reference=generation.id,
-            organization_id=generation.organization_id,
-            api_key_id=generation.api_key_id,
-            month=month_of(generation.created_at),
-            price=generation.price,
-            charged=generation.charged,
-            status=generation.status,
-            finished=generation.is_finished,
+            reference=reference,
+            organization_id=organization_id,
+            api_key_id=api_key_id,
+            month=month_of(created_at),
+            price=price,
+            charged=charged,
+            status=status,
+            finished=status in Generation.FINISHED,
         )
+
+
+def monthly_committed(rows: QuerySet[Generation]) -> dict[tuple, int]:
+    """What the generations of `rows` committed per (organization, key or None, month),
+    summed in the database: captured once finished, the price held while in flight."""
+    committed = Case(When(status__in=Generation.ACTIVE, then=F("price")), default=F("charged"))
+    month = TruncMonth("created_at", tzinfo=dt.UTC)
+    expected: dict[tuple, int] = {}
+    rows = rows.annotate(month=month)
+    per_org = rows.values("organization_id", "month").annotate(total=Sum(committed))
+    for row in per_org.order_by():
+        expected[(row["organization_id"], None, row["month"].date())] = row["total"]
+    per_key = (
+        rows.exclude(api_key_id=None)
+        .values("organization_id", "api_key_id", "month")
+        .annotate(total=Sum(committed))
+    )
+    for row in per_key.order_by():
+        expected[(row["organization_id"], row["api_key_id"], row["month"].date())] = row["total"]
+    return expected
 
 
 def queue_history(hours: int = 24, now=None) -> dict:

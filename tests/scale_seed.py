@@ -50,7 +50,7 @@ GENERATION_COLUMNS = """id, organization_id, api_key_id, user_id, end_user, kind
 GENERATION_ROW = """
   'gen_' || lpad(to_hex((extract(epoch FROM created) * 1000)::bigint), 12, '0')
     || lpad(to_hex(i), 16, '0'),
-  org, key, NULL, '', 'generation', CASE WHEN i % 4 = 0 THEN 'demo-flux' ELSE 'demo-sd' END,
+  org, key, NULL, '', 'generation', CASE WHEN i %% 4 = 0 THEN 'demo-flux' ELSE 'demo-sd' END,
   'a lighthouse on a cliff at dusk, number ' || i, '', n, 256, 256, 4, 5.0, i, 'auto',
   'url', 'png', NULL, '{}'::jsonb, status,
   CASE status WHEN 'failed' THEN 'model_error' ELSE '' END,
@@ -67,11 +67,11 @@ def _generations(cur, *, first: int, count: int, orgs_sql: str, key_sql: str, da
         SELECT {GENERATION_ROW}
         FROM (
           SELECT i, {orgs_sql} AS org, {key_sql} AS key,
-                 CASE WHEN i % 3 = 0 THEN 2 ELSE 1 END AS n,
-                 CASE WHEN i % 20 = 7 THEN 'failed' WHEN i % 50 = 11 THEN 'canceled'
+                 CASE WHEN i %% 3 = 0 THEN 2 ELSE 1 END AS n,
+                 CASE WHEN i %% 20 = 7 THEN 'failed' WHEN i %% 50 = 11 THEN 'canceled'
                       ELSE 'succeeded' END AS status,
                  now() - interval '15 s' - (random() * interval '{days} days') AS created
-          FROM generate_series(%s, %s) AS i
+          FROM generate_series(%s::bigint, %s::bigint) AS i
         ) AS s
         """,
         (first, first + count - 1),
@@ -105,8 +105,8 @@ def seed(dsn: str, volumes: Volumes, *, big_org: int, big_key: int, small_org: i
             cur,
             first=volumes.big + 1,
             count=volumes.small_each * n_small,
-            orgs_sql=f"({small_array})[1 + i % {n_small}]",
-            key_sql=f"CASE WHEN i % {n_small} = 0 THEN {small_key} END",
+            orgs_sql=f"({small_array})[1 + i %% {n_small}]",
+            key_sql=f"CASE WHEN i %% {n_small} = 0 THEN {small_key} END",
             days=volumes.days,
         )
         _images(cur)
@@ -188,6 +188,8 @@ def _ledger(cur) -> None:
 def _rollups(cur, volumes: Volumes, orgs: list[int], big_key: int, small_key: int) -> None:
     """Hourly rows per (organization, model) over the days, the biggest tenant first;
     histograms of ~25 logarithmic buckets (1-5 s), 16 shapes."""
+    if volumes.rollups == 0:
+        return
     hours = volumes.days * 24
     per_hour = max(1, -(-volumes.rollups // hours))
     org_array = "ARRAY[" + ",".join(str(o) for o in orgs) + "]::bigint[]"
@@ -222,14 +224,14 @@ def _deliveries(cur, volumes: Volumes, orgs: list[int]) -> None:
           (organization_id, generation_id, event, url, msg_id, body, status, attempts,
            next_attempt_at, retry_until, last_attempt_at, last_status_code, last_error,
            delivered_at, created_at)
-        SELECT ({org_array})[1 + i % {len(orgs)}], 'gen_seed' || i, 'completed',
+        SELECT ({org_array})[1 + i %% {len(orgs)}], 'gen_seed' || i, 'completed',
                'https://hooks.example.com/imagehub', 'msg_seed_' || i,
                '{{"data": "' || (SELECT string_agg(md5(i::text || k), '')
                                FROM generate_series(1, {chunks}) AS k) || '"}}',
-               CASE WHEN i % 40 = 0 THEN 'failed' ELSE 'succeeded' END, 1, NULL,
+               CASE WHEN i %% 40 = 0 THEN 'failed' ELSE 'succeeded' END, 1, NULL,
                created + interval '24 hours', created, 204, '', created, created
         FROM (SELECT i, now() - (random() * interval '{volumes.days} days') AS created
-              FROM generate_series(1, %s) AS i) AS s
+              FROM generate_series(1, %s::bigint) AS i) AS s
         """,
         (volumes.deliveries,),
     )

@@ -4,3 +4,19 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from accounts.idempotency import idempotency_purge_batch
+        from accounts.webhooks.delivery import deliveries_purge_batch
+        from imagehub import retention
+
+        retention.register(
+            "webhook_deliveries",
+            deliveries_purge_batch,
+            keeps="finished webhook deliveries: IMAGEHUB_WEBHOOK_RETENTION_DAYS",
+        )
+        retention.register(
+            "idempotency_keys",
+            idempotency_purge_batch,
+            keeps="Idempotency-Key records: IMAGEHUB_IDEMPOTENCY_RETENTION_HOURS",
+        )

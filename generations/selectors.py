@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,6 +25,21 @@ from imagehub.db import retry_once
 def generation_get_owned(*, organization: Organization, generation_id: str) -> Generation | None:
     """The organization's generation, or None (another tenant's looks like a missing one)."""
     return Generation.objects.filter(pk=generation_id, organization=organization).first()
+
+
+_FILE_OF_GENERATION = re.compile(r"(?:^|/)(gen_[0-9a-f]{28})-")
+
+
+def purged_generation_of_file(name: str) -> str | None:
+    """The id of the generation a stored file name belongs to (outputs and inputs are
+    named `<generation id>-…`) when the retention purge deleted its files or its record;
+    None for any other name."""
+    found = _FILE_OF_GENERATION.search(name)
+    if found is None:
+        return None
+    row = Generation.objects.filter(pk=found[1]).values_list("purged_at", flat=True)
+    purged_at = row.first() if row.exists() else "gone"
+    return found[1] if purged_at is not None else None
 
 
 def job_counts() -> dict[str, int]:

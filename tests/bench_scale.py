@@ -169,24 +169,45 @@ def reconcile(env: dict) -> tuple[float, float, str]:
     return seconds, rss / 1024, last
 
 
-def explain(dsn: str, org: int) -> dict[str, str]:
-    """EXPLAIN ANALYZE of the hot queries, the lines that name the plan's nodes."""
-    queries = {
-        "queue pace": (
-            "SELECT count(id), min(finished_at) FROM generations_generation WHERE "
-            "model IN ('demo-sd') AND status = 'succeeded' AND "
-            "finished_at >= now() - interval '10 minutes'"
-        ),
-        "credits (spent this month)": (
-            f"SELECT sum(credits) FROM accounts_usagerollup WHERE organization_id = {org} "
-            "AND hour >= date_trunc('month', now())"
-        ),
-    }
+# The hot queries, and the index change that makes each one cheap: undone inside a
+# rolled-back transaction (PostgreSQL DDL is transactional) for the "before" plan.
+HOT_QUERIES = {
+    "queue pace (estimated_start)": (
+        "SELECT count(id), min(finished_at) FROM generations_generation WHERE "
+        "model IN ('demo-sd') AND status = 'succeeded' AND "
+        "finished_at >= now() - interval '10 minutes'",
+        "DROP INDEX generation_succeeded",
+    ),
+    "credits (spent this month, one key)": (
+        "SELECT sum(credits) FROM accounts_usagerollup WHERE organization_id = {org} "
+        "AND api_key_id = {key} AND hour >= date_trunc('month', now())",
+        "CREATE INDEX scale_old_hour ON accounts_usagerollup (hour); "
+        "DROP INDEX usage_rollup_hour_brin; ANALYZE accounts_usagerollup",
+    ),
+}
+
+
+def _plan(conn, sql: str) -> str:
+    rows = conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql).fetchall()
+    lines = [r[0].strip() for r in rows]
+    total = next((line for line in lines if line.startswith("Execution Time")), "")
+    nodes = [line for line in lines if "->" in line or line == lines[0]]
+    return f"{' / '.join(nodes)[:240]} — {total}"
+
+
+def explain(dsn: str, org: int, key: int) -> dict[str, tuple[str, str]]:
+    """EXPLAIN ANALYZE of each hot query before (index change undone) and after."""
     out = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for name, sql in queries.items():
-            rows = conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql).fetchall()
-            out[name] = " / ".join(r[0].strip() for r in rows if "Time" not in r[0])[:300]
+    with psycopg.connect(dsn) as conn:
+        for name, (template, undo) in HOT_QUERIES.items():
+            sql = template.format(org=org, key=key)
+            after = _plan(conn, sql)
+            conn.rollback()
+            for statement in undo.split("; "):
+                conn.execute(statement)
+            before = _plan(conn, sql)
+            conn.rollback()
+            out[name] = (before, after)
     return out
 
 
@@ -225,7 +246,7 @@ def run_one(label: str, volumes: scale_seed.Volumes | None, broker: str, work: P
         finally:
             web.stop()
         results["reconcile"] = reconcile(env)
-        results["explain"] = explain(db.dsn, made["big"]["org"])
+        results["explain"] = explain(db.dsn, made["big"]["org"], made["big"]["key_id"])
         results["counts"] = counts
         return results
     finally:
@@ -278,10 +299,12 @@ def report(empty: dict, full: dict, volumes: scale_seed.Volumes, times: int) -> 
         "",
         f"reconcile_ledger on the full database said: `{last}`.",
         "",
-        "Plans on the full database (EXPLAIN ANALYZE):",
+        "Plans of the hot queries on the full database, big tenant (EXPLAIN ANALYZE; "
+        "'before' undoes this branch's index change in a rolled-back transaction):",
         "",
     ]
-    lines += [f"- {name}: `{plan}`" for name, plan in full["explain"].items()]
+    for name, (before, after) in full["explain"].items():
+        lines += [f"- {name}, before: `{before}`", f"- {name}, after: `{after}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -145,6 +145,13 @@ gpu-wheels: install
 bench-webhooks: demo-models
 	$(PY) -m tests.bench_webhooks --out BENCHMARKS.md
 
+# Everyday requests on a busy deployment's 90 days (seeded in SQL; SCALE=1 is issue 24's
+# volumes) against an empty database, and reconcile_ledger's time and memory.
+.PHONY: bench-scale
+SCALE ?= 1
+bench-scale: migrate
+	$(PY) -m tests.bench_scale --scale $(SCALE) --out BENCHMARKS.md
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -13,3 +13,18 @@ class AccountsConfig(AppConfig):
         from accounts.ratelimit import signin_failed
 
         user_login_failed.connect(signin_failed, dispatch_uid="imagehub-signin-failed")
+
+        from accounts.idempotency import idempotency_purge_batch
+        from accounts.webhooks.delivery import deliveries_purge_batch
+        from imagehub import retention
+
+        retention.register(
+            "webhook_deliveries",
+            deliveries_purge_batch,
+            keeps="finished webhook deliveries: IMAGEHUB_WEBHOOK_RETENTION_DAYS",
+        )
+        retention.register(
+            "idempotency_keys",
+            idempotency_purge_batch,
+            keeps="Idempotency-Key records: IMAGEHUB_IDEMPOTENCY_RETENTION_HOURS",
+        )

@@ -11,6 +11,7 @@ from django.db.models.functions import TruncDay
 from accounts.hooks import hooks
 from accounts.models import APIKey, Organization, UsageRollup
 from accounts.usage import histogram_merge, percentile_ms
+from accounts.usage_days import merge_counts, usage_days
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -70,40 +71,43 @@ def tenant_usage(
 
 
 def operator_overview(*, start: dt.date, end: dt.date) -> dict:
-    """Every organization: volume, money, failures, latency, per-model usage."""
-    since, until = _window(start, end)
-    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
-    totals = rows.aggregate(
-        images=Sum("images"), credits=Sum("credits"), requests=Sum("requests"), failed=Sum("failed")
-    )
-    totals = {k: v or 0 for k, v in totals.items()}
-    histogram = histogram_merge(rows.values_list("latency_histogram", flat=True))
-    top = list(
-        rows.values("organization_id", "organization__name")
-        .annotate(credits=Sum("credits"), images=Sum("images"), requests=Sum("requests"))
-        .order_by("-credits", "-images")[:10]
-    )
-    per_model = list(
-        rows.values("model")
-        .annotate(
-            images=Sum("images"),
-            credits=Sum("credits"),
-            requests=Sum("requests"),
-            failed=Sum("failed"),
-        )
-        .order_by("-images")
-    )
+    """Every organization: volume, money, failures, latency, per-model usage; read from
+    the daily summaries (accounts/usage_days.py), so its cost follows the days shown."""
     days = _days(start, end)
-    per_day = list(
-        rows.annotate(day=TruncDay("hour", tzinfo=dt.UTC))
-        .values("day", "model")
-        .annotate(images=Sum("images"), credits=Sum("credits"))
+    summaries = usage_days(start, end)
+    totals = {
+        k: sum(day["totals"].get(k, 0) or 0 for day in summaries)
+        for k in ("images", "credits", "requests", "failed")
+    }
+    histogram = histogram_merge(day["latency_histogram"] for day in summaries)
+    organizations = merge_counts(day["by_organization"] for day in summaries)
+    names = dict(
+        Organization.objects.filter(pk__in=[int(pk) for pk in organizations]).values_list(
+            "pk", "name"
+        )
     )
+    top = sorted(
+        (
+            {"organization_id": int(pk), "organization__name": names.get(int(pk), pk), **sums}
+            for pk, sums in organizations.items()
+        ),
+        key=lambda r: (-r.get("credits", 0), -r.get("images", 0)),
+    )[:10]
+    models = merge_counts(day["by_model"] for day in summaries)
+    per_model = sorted(
+        ({"model": model, **sums} for model, sums in models.items()),
+        key=lambda r: -r.get("images", 0),
+    )
+    per_day = [
+        {"day": day["day"], "model": model, **sums}
+        for day in summaries
+        for model, sums in day["by_model"].items()
+    ]
     jobs = hooks.job_counts()
     return {
         **totals,
         "failure_pct": (100 * totals["failed"] / totals["requests"]) if totals["requests"] else 0.0,
-        "active_organizations": rows.values("organization_id").distinct().count(),
+        "active_organizations": sum(1 for sums in organizations.values() if sums.get("requests")),
         "p50_ms": percentile_ms(histogram, 0.50),
         "p95_ms": percentile_ms(histogram, 0.95),
         "p99_ms": percentile_ms(histogram, 0.99),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils import timezone
 
@@ -23,7 +24,6 @@ from accounts.models import IdempotencyKey, Organization
 from imagehub.errors import APIError, InvalidRequest
 
 HEADER = "Idempotency-Key"
-RETENTION = timedelta(hours=24)
 MAX_LENGTH = 255
 
 
@@ -85,7 +85,7 @@ def idempotency_lookup(*, organization: Organization, idempotency: Idempotency) 
     record = IdempotencyKey.objects.filter(organization=organization, key=idempotency.key).first()
     if record is None:
         return None
-    if record.created_at < timezone.now() - RETENTION:
+    if record.created_at < timezone.now() - retention():
         record.delete()  # expired: the key is free again
         return None
     if record.fingerprint != idempotency.fingerprint:
@@ -109,7 +109,23 @@ def idempotency_record(
     )
 
 
+def retention() -> timedelta:
+    return timedelta(hours=settings.IDEMPOTENCY_RETENTION_HOURS)
+
+
+def idempotency_purge_batch(now: datetime, batch_size: int) -> int:
+    """Forget up to `batch_size` keys past the retention (the workers' purge)."""
+    ids = list(
+        IdempotencyKey.objects.filter(created_at__lt=now - retention())
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    return IdempotencyKey.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
 def idempotency_purge() -> int:
-    """Forget keys past the retention."""
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - RETENTION).delete()
-    return deleted
+    """Forget every key past the retention."""
+    now, total = timezone.now(), 0
+    while (deleted := idempotency_purge_batch(now, 1000)) > 0:
+        total += deleted
+    return total

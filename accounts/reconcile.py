@@ -1,7 +1,9 @@
 """Checks that the cached balances and counters agree with the ledger, entry by entry.
 
 What was bought is described to it in plain values (`HeldWork`, one per reference that
-took a hold): generations/selectors.py builds them from generation records.
+took a hold): generations/selectors.py builds them from generation records, streamed in
+chunks, and the monthly totals they imply are summed in the database, so that a check of
+millions of generations runs in constant memory (`manage.py reconcile_ledger`).
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ def ledger_mismatches(work: Iterable[HeldWork] = ()) -> Iterator[str]:
     yield from monthly_spend_mismatches(work)
 
 
-def balance_mismatches() -> Iterator[str]:
+def balance_mismatches(organization_id: int | None = None) -> Iterator[str]:
     """Each organization's cached balance and held amount against the sums of its ledger."""
+    entries = CreditEntry.objects.all()
+    organizations = Organization.objects.order_by("pk")
+    if organization_id is not None:
+        entries = entries.filter(organization_id=organization_id)
+        organizations = organizations.filter(pk=organization_id)
     sums = {
         row["organization"]: row
-        for row in CreditEntry.objects.values("organization").annotate(
-            amount=Sum("amount"), held=Sum("held")
-        )
+        for row in entries.values("organization").annotate(amount=Sum("amount"), held=Sum("held"))
     }
-    for org in Organization.objects.order_by("pk"):
+    for org in organizations:
         row = sums.get(org.pk, {"amount": 0, "held": 0})
         if org.credit_balance != row["amount"]:
             yield (
@@ -65,7 +70,7 @@ def generation_mismatches(work: list[HeldWork]) -> Iterator[str]:
     """Each generation: a hold of its price; once finished, capture + release == hold and
     the capture equals what the record says was charged; while in flight, nothing else."""
     per_generation = (
-        CreditEntry.objects.exclude(generation_id="")
+        CreditEntry.objects.filter(generation_id__in=[item.reference for item in work])
         .values("generation_id")
         .annotate(
             hold=Sum("held", filter=Q(kind="hold")),
@@ -105,7 +110,14 @@ def monthly_spend_mismatches(work: list[HeldWork]) -> Iterator[str]:
         expected[(item.organization_id, None, item.month)] += committed
         if item.api_key_id:
             expected[(item.organization_id, item.api_key_id, item.month)] += committed
-    for row in MonthlySpend.objects.all():
+    yield from monthly_totals_mismatches(expected, MonthlySpend.objects.all())
+
+
+def monthly_totals_mismatches(expected: dict[tuple, int], rows) -> Iterator[str]:
+    """The stored monthly totals (`rows`) against what the work says,
+    {(organization id, key id or None, month): committed}."""
+    expected = dict(expected)
+    for row in rows:
         said = expected.pop((row.organization_id, row.api_key_id, row.month), 0)
         if row.amount != said:
             yield (

@@ -7,9 +7,10 @@ class GenerationsConfig(AppConfig):
 
     def ready(self):
         from accounts import hooks
-        from generations import availability, catalog, selectors
+        from generations import availability, catalog, retention, selectors
         from generations.worker import actors  # noqa: F401  (declares the actors)
         from imagehub import broker, health
+        from imagehub import retention as purges
 
         def resolve_model(name: str) -> str | None:
             spec = catalog.get_model(name)
@@ -23,6 +24,17 @@ class GenerationsConfig(AppConfig):
             queue_history=selectors.queue_history,
         )
         health.register_warm_workers(availability.warm_workers)
+        # Images before records: a record past both retentions loses its files first.
+        purges.register(
+            "generation_images",
+            retention.images_purge_batch,
+            keeps="images, inputs and previews of generations: IMAGEHUB_IMAGE_RETENTION_DAYS",
+        )
+        purges.register(
+            "generation_records",
+            retention.records_purge_batch,
+            keeps="generation records: IMAGEHUB_GENERATION_RETENTION_DAYS",
+        )
         if broker.is_in_process():
             # The embedded default: worker threads in this process, started with the
             # first job or the web server. A production web process (broker URL set)

@@ -67,9 +67,7 @@ class Generation(models.Model):
     # The whole normalised request, for the record and for replays.
     params = models.JSONField(default=dict)
 
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
-    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     # Claims so far (a job taken over from a dead worker is claimed again).
@@ -103,6 +101,9 @@ class Generation(models.Model):
     inference_seconds = models.FloatField(null=True, blank=True)
     # Claimed, but waiting for the device: other batches running, or this batch forming.
     device_wait_seconds = models.FloatField(null=True, blank=True)
+    # When the retention purge deleted its files (IMAGEHUB_IMAGE_RETENTION_DAYS): the row
+    # stays, with its price, charge and usage; its images answer 410 (generations/retention.py).
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -115,6 +116,19 @@ class Generation(models.Model):
                 name="generation_waiting",
             ),
             models.Index(fields=["model", "started_at"], name="generation_served"),
+            # The queue's pace (selectors.estimated_start_seconds): the last minutes of
+            # succeeded jobs, whatever the size of the table.
+            models.Index(
+                fields=["model", "finished_at"],
+                condition=models.Q(status="succeeded"),
+                name="generation_succeeded",
+            ),
+            # The retention purge's next batch: only rows whose files are still kept.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(purged_at__isnull=True),
+                name="generation_unpurged",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, Min, Q, QuerySet, Sum, When
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from accounts.ledger import month_of
@@ -22,6 +25,21 @@ from imagehub.db import retry_once
 def generation_get_owned(*, organization: Organization, generation_id: str) -> Generation | None:
     """The organization's generation, or None (another tenant's looks like a missing one)."""
     return Generation.objects.filter(pk=generation_id, organization=organization).first()
+
+
+_FILE_OF_GENERATION = re.compile(r"(?:^|/)(gen_[0-9a-f]{28})-")
+
+
+def purged_generation_of_file(name: str) -> str | None:
+    """The id of the generation a stored file name belongs to (outputs and inputs are
+    named `<generation id>-…`) when the retention purge deleted its files or its record;
+    None for any other name."""
+    found = _FILE_OF_GENERATION.search(name)
+    if found is None:
+        return None
+    row = Generation.objects.filter(pk=found[1]).values_list("purged_at", flat=True)
+    purged_at = row.first() if row.exists() else "gone"
+    return found[1] if purged_at is not None else None
 
 
 def job_counts() -> dict[str, int]:
@@ -63,22 +81,60 @@ def stale_holds(now=None) -> list[Generation]:
     )
 
 
-def held_work() -> Iterator[HeldWork]:
-    """Every priced generation, as the ledger reconciliation sees it."""
-    rows = Generation.objects.filter(price__gt=0).only(
-        "id", "organization_id", "api_key_id", "created_at", "price", "charged", "status"
-    )
-    for generation in rows.iterator():
+def held_generations(
+    *, organization_id: int | None = None, since=None, until=None
+) -> QuerySet[Generation]:
+    """The priced generations that reconciliation checks, optionally of one organization
+    and created in [since, until)."""
+    rows = Generation.objects.filter(price__gt=0)
+    if organization_id is not None:
+        rows = rows.filter(organization_id=organization_id)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return rows
+
+
+def held_work(
+    rows: QuerySet[Generation] | None = None, chunk_size: int = 2000
+) -> Iterator[HeldWork]:
+    """Every priced generation (of `rows`), as the ledger reconciliation sees it, read
+    with a server-side cursor `chunk_size` rows at a time."""
+    rows = held_generations() if rows is None else rows
+    columns = ("id", "organization_id", "api_key_id", "created_at", "price", "charged", "status")
+    for row in rows.values_list(*columns).iterator(chunk_size=chunk_size):
+        reference, organization_id, api_key_id, created_at, price, charged, status = row
         yield HeldWork(
-            reference=generation.id,
-            organization_id=generation.organization_id,
-            api_key_id=generation.api_key_id,
-            month=month_of(generation.created_at),
-            price=generation.price,
-            charged=generation.charged,
-            status=generation.status,
-            finished=generation.is_finished,
+            reference=reference,
+            organization_id=organization_id,
+            api_key_id=api_key_id,
+            month=month_of(created_at),
+            price=price,
+            charged=charged,
+            status=status,
+            finished=status in Generation.FINISHED,
         )
+
+
+def monthly_committed(rows: QuerySet[Generation]) -> dict[tuple, int]:
+    """What the generations of `rows` committed per (organization, key or None, month),
+    summed in the database: captured once finished, the price held while in flight."""
+    committed = Case(When(status__in=Generation.ACTIVE, then=F("price")), default=F("charged"))
+    month = TruncMonth("created_at", tzinfo=dt.UTC)
+    expected: dict[tuple, int] = {}
+    rows = rows.annotate(month=month)
+    per_org = rows.values("organization_id", "month").annotate(total=Sum(committed))
+    for row in per_org.order_by():
+        expected[(row["organization_id"], None, row["month"].date())] = row["total"]
+    per_key = (
+        rows.exclude(api_key_id=None)
+        .values("organization_id", "api_key_id", "month")
+        .annotate(total=Sum(committed))
+    )
+    for row in per_key.order_by():
+        expected[(row["organization_id"], row["api_key_id"], row["month"].date())] = row["total"]
+    return expected
 
 
 def queue_history(hours: int = 24, now=None) -> dict:
@@ -118,12 +174,12 @@ def estimated_start_seconds(generation: Generation, position: int, now=None) -> 
     now = now or timezone.now()
     models = models_on_queue(queue_of(generation.model))
     window = timedelta(minutes=10)
+    # One read of the partial index generation_succeeded (model, finished_at): the
+    # jobs of the last ten minutes only, whatever the size of the table.
     recent = Generation.objects.filter(
         model__in=models, status=Generation.Status.SUCCEEDED, finished_at__gte=now - window
-    )
-    finished = recent.count()
-    if finished == 0:
+    ).aggregate(finished=Count("id"), first=Min("finished_at"))
+    if not recent["finished"]:
         return None
-    first = recent.order_by("finished_at").values_list("finished_at", flat=True).first()
-    span = max((now - first).total_seconds(), 1.0)
-    return round((position + 1) * span / finished, 1)
+    span = max((now - recent["first"]).total_seconds(), 1.0)
+    return round((position + 1) * span / recent["finished"], 1)

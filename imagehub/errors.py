@@ -82,6 +82,12 @@ class NotFound(APIError):
     code = "not_found"
 
 
+class Gone(APIError):
+    status = 410
+    type = "invalid_request_error"
+    code = "image_gone"
+
+
 class PayloadTooLarge(APIError):
     status = 413
     type = "invalid_request_error"

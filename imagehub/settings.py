@@ -344,6 +344,24 @@ WEBHOOK_SENDER_THREADS = env_int("IMAGEHUB_WEBHOOK_SENDER_THREADS", 4, minimum=1
 # Finished deliveries (and their bodies) are deleted after this many days.
 WEBHOOK_RETENTION_DAYS = env_int("IMAGEHUB_WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 
+# --- retention (README, "Retention"; `manage.py purge`, run by the workers too) ----------
+# Generated images, uploaded inputs and stream previews are deleted from storage this
+# many days after their generation was created; the record stays (status, price, usage)
+# and its images answer 410.
+IMAGE_RETENTION_DAYS = env_int("IMAGEHUB_IMAGE_RETENTION_DAYS", 30, minimum=1)
+# Generation records (prompt, parameters, status) are deleted after this many days. The
+# ledger entries that name them, the monthly totals and the usage rollups are kept.
+GENERATION_RETENTION_DAYS = env_int("IMAGEHUB_GENERATION_RETENTION_DAYS", 400, minimum=1)
+# Idempotency keys are answered, then forgotten, after this many hours.
+IDEMPOTENCY_RETENTION_HOURS = env_int("IMAGEHUB_IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1)
+# Moderation and abuse records (kept longer: evidence), for the purge those records
+# register (imagehub/retention.py).
+MODERATION_RETENTION_DAYS = env_int("IMAGEHUB_MODERATION_RETENTION_DAYS", 730, minimum=1)
+# How often a worker runs the purge (one worker at a time), and rows per batch: each
+# batch is its own short transaction.
+PURGE_INTERVAL_SECONDS = env_int("IMAGEHUB_PURGE_INTERVAL_SECONDS", 600, minimum=0)
+PURGE_BATCH_SIZE = env_int("IMAGEHUB_PURGE_BATCH_SIZE", 1000, minimum=1)
+
 # GET /metrics asks for `Authorization: Bearer <token>` when this is set.
 METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
 

@@ -124,28 +124,33 @@ def deliveries_due(*, now: datetime | None = None, inline: bool = False) -> int:
             delivery_attempt(delivery=delivery, now=now)
     elif ids:
         sender.submit(ids, claimed=True)
-    global _purged_at
-    if time.monotonic() - _purged_at > PURGE_INTERVAL_SECONDS:
-        _purged_at = time.monotonic()
-        deliveries_purge(now=now)
     return len(ids)
 
 
-# Old deliveries are looked for at most this often per process.
-PURGE_INTERVAL_SECONDS = 600
-_purged_at = -PURGE_INTERVAL_SECONDS
-
-
-def deliveries_purge(*, now: datetime | None = None) -> int:
-    """Delete finished deliveries older than WEBHOOK_RETENTION_DAYS, a batch at a time
-    (bodies can carry images)."""
-    now = now or timezone.now()
-    old = WebhookDelivery.objects.filter(
-        created_at__lt=now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS),
-        status__in=(WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED),
-    ).values_list("pk", flat=True)[:BATCH]
+def deliveries_purge_batch(now: datetime, batch_size: int) -> int:
+    """Delete up to `batch_size` finished deliveries older than WEBHOOK_RETENTION_DAYS
+    (bodies can carry images), oldest first: in primary-key order, which is creation
+    order, so each batch starts where the last one ended. The workers' purge runs it
+    (imagehub/retention.py)."""
+    old = (
+        WebhookDelivery.objects.filter(
+            created_at__lt=now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS),
+            status__in=(WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED),
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
     ids = list(old)
     return WebhookDelivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
+def deliveries_purge(*, now: datetime | None = None, batch_size: int = 1000) -> int:
+    """Every finished delivery past the retention, a batch at a time."""
+    now = now or timezone.now()
+    total = 0
+    while (deleted := deliveries_purge_batch(now, batch_size)) > 0:
+        total += deleted
+    return total
 
 
 def delivery_attempt(*, delivery: WebhookDelivery, now: datetime | None = None) -> WebhookDelivery:

@@ -83,8 +83,9 @@ class WebhookDelivery(models.Model):
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="webhook_deliveries"
     )
-    # The generation's id (accounts never imports generations: a string, not a key).
-    generation_id = models.CharField(max_length=40, db_index=True)
+    # The generation's id (accounts never imports generations: a string, not a key). Not
+    # indexed: no query looks deliveries up by generation (issue 24's index audit).
+    generation_id = models.CharField(max_length=40)
     event = models.CharField(max_length=32)
     url = models.URLField(max_length=2000)
     # `webhook-id`: the same for every attempt, so receivers can drop duplicates.

@@ -5,6 +5,7 @@ generations/api/replies.py, which answers the way the client asked."""
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
@@ -131,6 +132,8 @@ class ImageGenerationViewSet(viewsets.ViewSet):
     )
     def retrieve(self, request, pk=None):
         generation = self._own(request, pk)
+        if generation.purged_at is not None:
+            raise images_gone(generation.id)
         return Response(
             presenters.generation_payload(generation, base_url=replies.base_url(request)),
             headers={"x-generation-id": generation.id},
@@ -210,6 +213,9 @@ def serve_file(request, name: str):
         )
     storage = images
     if not storage.exists(name):
+        purged = selectors.purged_generation_of_file(name)
+        if purged is not None:
+            raise images_gone(purged)
         raise errors.NotFound("No such file.")
     response = FileResponse(storage.open(name, "rb"))
     if getattr(request, "scope", None) is not None:
@@ -218,6 +224,16 @@ def serve_file(request, name: str):
         response.streaming_content = _read_async(response.file_to_stream)
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def images_gone(generation_id: str) -> errors.Gone:
+    days = settings.IMAGE_RETENTION_DAYS
+    return errors.Gone(
+        f"The images of generation '{generation_id}' were deleted {days} days after it was "
+        f"created (this server keeps images for {days} days); its record, price and usage "
+        "remain.",
+        param="id",
+    )
 
 
 async def _read_async(filelike, chunk_size: int = 256 * 1024):

@@ -10,6 +10,7 @@ import logging
 
 import dramatiq
 
+from generations.worker.housekeeping import housekeeping
 from generations.worker.liveness import heartbeat, recovery_loop
 from generations.worker.probe import model_probe
 from imagehub.broker import broker
@@ -34,6 +35,7 @@ def worker_start(*, queues: list[str], threads: int, poll_ms: int) -> dramatiq.W
     worker.start()
     recovery_loop.start()
     model_probe.start_for(queues)
+    housekeeping.start()
     return worker
 
 
@@ -44,4 +46,5 @@ def worker_stop(worker: dramatiq.Worker | None, *, timeout_seconds: float = 600)
         worker.stop(timeout=int(timeout_seconds * 1000))
     recovery_loop.stop()
     model_probe.stop()
+    housekeeping.stop()
     heartbeat.stop()

@@ -81,6 +81,9 @@ class EditRequestSerializer(GenerationRequestSerializer):
                 f"Model '{spec.id}' takes at most {spec.input_images} reference "
                 f"image{'s' if spec.input_images > 1 else ''}; got {len(images)}.",
             )
+        smallest = spec.family.min_reference_side
+        if any(min(u.width, u.height) < smallest for u in images):
+            raise _bad("image", f"Model '{spec.id}' needs images of at least {smallest} pixels a side.")
         if attrs.get("strength") is not None:
             raise _bad(
                 "strength",

@@ -42,6 +42,8 @@ class Family:
     max_input_images: int = 1
     # How the pipeline sizes a reference image before its VAE (see fed_size()).
     reference_rule: str = ""
+    # The smallest side a reference image may have (FLUX.2 refuses smaller ones).
+    min_reference_side: int = 0
     # dtype on CUDA: the one the family is trained and released in.
     dtype: str = "bfloat16"
     # Pipelines built on the loaded one for image-to-image and inpainting when
@@ -87,6 +89,7 @@ FAMILIES: dict[str, Family] = {
             packing=2,
             max_input_images=10,
             reference_rule="flux2",
+            min_reference_side=64,
         ),
         Family(
             "flux2-klein",
@@ -95,6 +98,7 @@ FAMILIES: dict[str, Family] = {
             packing=2,
             max_input_images=4,
             reference_rule="flux2",
+            min_reference_side=64,
         ),
         Family(
             "qwen-image",

@@ -57,6 +57,8 @@ def call_kwargs(pipe, request, seeds: list[int]) -> dict:
         kwargs[guidance] = request.guidance_scale
     if takes(pipe, "width"):
         kwargs.update(height=request.height, width=request.width)
+    if takes(pipe, "max_area"):  # Kontext scales its output to max_area otherwise
+        kwargs["max_area"] = request.width * request.height
     if spec.max_sequence_length and takes(pipe, "max_sequence_length"):
         kwargs["max_sequence_length"] = spec.max_sequence_length
     return kwargs

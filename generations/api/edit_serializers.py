@@ -83,7 +83,9 @@ class EditRequestSerializer(GenerationRequestSerializer):
             )
         smallest = spec.family.min_reference_side
         if any(min(u.width, u.height) < smallest for u in images):
-            raise _bad("image", f"Model '{spec.id}' needs images of at least {smallest} pixels a side.")
+            raise _bad(
+                "image", f"Model '{spec.id}' needs images of at least {smallest} pixels a side."
+            )
         if attrs.get("strength") is not None:
             raise _bad(
                 "strength",

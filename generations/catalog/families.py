@@ -136,10 +136,10 @@ FAMILIES: dict[str, Family] = {
         Family(
             "chroma",
             "ChromaPipeline",
-            _UNET,
+            # ChromaInpaintPipeline fails on diffusers 0.42 (reads FLUX's guidance_embeds).
+            (GENERATE, EDIT_IMAGE_TO_IMAGE, VARIATION, PARTIAL_IMAGES),
             packing=2,
             img2img_pipeline="ChromaImg2ImgPipeline",
-            inpaint_pipeline="ChromaInpaintPipeline",
             latent_layout="flux",
         ),
     )

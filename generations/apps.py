@@ -18,9 +18,6 @@ class GenerationsConfig(AppConfig):
         hooks.register(
             model_ids=lambda: [spec.id for spec in catalog.all_models()],
             resolve_model=resolve_model,
-            model_capabilities=lambda: {
-                spec.id: list(spec.model_capabilities) for spec in catalog.all_models()
-            },
             unavailable_models=availability.unavailable_reasons,
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,

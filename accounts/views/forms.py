@@ -41,16 +41,11 @@ class OrganizationForm(forms.Form):
 
 def _model_choices() -> list[tuple[str, str]]:
     unavailable = hooks.unavailable_models()
-    capabilities = hooks.model_capabilities()
-    choices = []
-    for model_id in hooks.model_ids():
-        label = model_id
-        if capabilities.get(model_id):
-            label += " — " + ", ".join(c.replace("_", " ") for c in capabilities[model_id])
-        if model_id in unavailable:
-            label += " (not available on this server)"
-        choices.append((model_id, label))
-    return choices
+    marked = "{} (not available on this server)"
+    return [
+        (model_id, marked.format(model_id) if model_id in unavailable else model_id)
+        for model_id in hooks.model_ids()
+    ]
 
 
 class _KeySettingsForm(forms.Form):

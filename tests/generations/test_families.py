@@ -180,7 +180,7 @@ def test_batched_calls_give_each_request_its_own_images(families):
     from generations.engine.pipelines import Engine
 
     engine = Engine(device="cpu")
-    for model in ("t-sd3", "t-qwen-image", "t-flux2-klein", "t-z-image", "t-pixart"):
+    for model in FAMILIES:
         spec = catalog.get_model(model)
 
         def request(prompt, seeds, spec=spec):

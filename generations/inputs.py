@@ -63,11 +63,25 @@ def load_inputs(generation: Generation) -> tuple[Image.Image | None, Image.Image
     """Worker side: (the init image as RGB, the repaint mask as L: white = repaint)."""
     image = mask = None
     for row in generation.inputs.all():
-        with row.file.open("rb") as handle:
-            decoded = Image.open(io.BytesIO(handle.read()))
-            decoded.load()
+        decoded = _decode(row)
         if row.role == GenerationInput.Role.IMAGE and row.index == 0:
             image = decoded.convert("RGB")
         elif row.role == GenerationInput.Role.MASK:
             mask = decoded.convert("L")
     return image, mask
+
+
+def load_references(generation: Generation) -> list[Image.Image]:
+    """Worker side: every input image of an instruction edit, in the order sent."""
+    rows = generation.inputs.filter(role=GenerationInput.Role.IMAGE).order_by("index")
+    images = [_decode(row).convert("RGB") for row in rows]
+    if not images:
+        raise FileNotFoundError(f"The input images of {generation.id} are not in storage.")
+    return images
+
+
+def _decode(row: GenerationInput) -> Image.Image:
+    with row.file.open("rb") as handle:
+        decoded = Image.open(io.BytesIO(handle.read()))
+        decoded.load()
+    return decoded

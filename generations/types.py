@@ -46,6 +46,8 @@ class GenerationRequest:
     partial_images: int = 0
     # Edits and variations.
     kind: str = "generation"
+    # An edit the model runs as an instruction on its reference images (no strength).
+    instruction: bool = False
     strength: float | None = None
     images: tuple[InputImage, ...] = ()
     mask: Any = None  # PIL 'L' image at the size of the first input, white = repaint

@@ -12,12 +12,16 @@ from rest_framework import serializers
 
 from generations.api.serializers import GenerationRequestSerializer, _resolve_size
 from generations.api.uploads import Upload, mask_for, output_size_for, parse_inputs
-from generations.catalog import ModelSpec
+from generations.catalog import ModelSpec, families
 
 DEFAULT_EDIT_STRENGTH = 0.75
 DEFAULT_VARIATION_STRENGTH = 0.6
 # Fields the SDK may send that have no meaning for a diffusion model.
 _IGNORED = ("moderation", "input_fidelity", "safety_identifier", "image[]", "images", "images[]")
+
+
+def _bad(field: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({field: message})
 
 
 class EditRequestSerializer(GenerationRequestSerializer):
@@ -33,6 +37,9 @@ class EditRequestSerializer(GenerationRequestSerializer):
         data = super().validate(attrs)
         spec: ModelSpec = data["spec"]
         images, mask = self._uploads(spec)
+        if self.kind == "edit" and mask is None and spec.can(families.EDIT_INSTRUCTION):
+            data.update(self._instruction(spec, images, attrs))
+            return data
         strength = attrs.get("strength")
         strength = self.default_strength if strength is None else strength
         if int(data["steps"] * strength) < 1:
@@ -53,6 +60,45 @@ class EditRequestSerializer(GenerationRequestSerializer):
             input_image_tokens=sum(spec.output_tokens(u.width, u.height) for u in images),
         )
         return data
+
+    def check_model(self, spec: ModelSpec, attrs: dict) -> None:
+        """What the model cannot do with these inputs is a 400 naming the input."""
+        images, mask = self._uploads(spec)
+        if self.kind == "variation":
+            if not spec.can(families.VARIATION):
+                raise _bad("model", f"Model '{spec.id}' does not make variations.")
+        elif mask is not None:
+            if not spec.can(families.INPAINT):
+                raise _bad("mask", f"Model '{spec.id}' does not inpaint: send no mask.")
+        elif not spec.can(families.EDIT_INSTRUCTION) and not spec.can(families.EDIT_IMAGE_TO_IMAGE):
+            raise _bad("image", f"Model '{spec.id}' does not edit images.")
+
+    def _instruction(self, spec: ModelSpec, images: list[Upload], attrs: dict) -> dict:
+        """An instruction edit: the prompt is the instruction, every image a reference."""
+        if len(images) > spec.input_images:
+            raise _bad(
+                "image",
+                f"Model '{spec.id}' takes at most {spec.input_images} reference "
+                f"image{'s' if spec.input_images > 1 else ''}; got {len(images)}.",
+            )
+        smallest = spec.family.min_reference_side
+        if any(min(u.width, u.height) < smallest for u in images):
+            raise _bad(
+                "image", f"Model '{spec.id}' needs images of at least {smallest} pixels a side."
+            )
+        if attrs.get("strength") is not None:
+            raise _bad(
+                "strength",
+                f"Model '{spec.id}' edits by instruction and takes no 'strength'.",
+            )
+        return {
+            "kind": self.kind,
+            "instruction": True,
+            "strength": None,
+            "images": tuple(images),
+            "mask": None,
+            "input_image_tokens": sum(spec.reference_tokens(u.width, u.height) for u in images),
+        }
 
     def _uploads(self, spec: ModelSpec) -> tuple[list[Upload], Upload | None]:
         if self._inputs is None:

@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from accounts.webhooks import endpoints
 from accounts.webhooks.events import EVENTS
-from generations.catalog import QUALITIES, ModelSpec, get_model
+from generations.catalog import QUALITIES, ModelSpec, families, get_model
 from imagehub.errors import InvalidRequest, NotFound
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -161,6 +161,8 @@ class GenerationRequestSerializer(StrictSerializer):
 
     def validate(self, attrs):
         spec = _resolve_model(attrs.get("model"))
+        self.check_model(spec, attrs)
+        _check_parameters(spec, attrs)
         prompt = self.resolve_prompt(spec, attrs)
         _check_prompts(spec, prompt, attrs.get("negative_prompt"))
         n = attrs.get("n") or 1
@@ -205,6 +207,15 @@ class GenerationRequestSerializer(StrictSerializer):
         }
 
     # Hooks that edits and variations override (generations/api/edit_serializers.py).
+    def check_model(self, spec: ModelSpec, attrs: dict) -> None:
+        if not spec.can(families.GENERATE):
+            raise serializers.ValidationError(
+                {
+                    "model": f"Model '{spec.id}' edits images and cannot draw from a prompt "
+                    "alone: send its images to /v1/images/edits."
+                }
+            )
+
     def resolve_prompt(self, spec: ModelSpec, attrs: dict) -> str:
         prompt = attrs["prompt"]
         if not prompt.strip():
@@ -225,6 +236,23 @@ def _resolve_model(name: str | None) -> ModelSpec:
             code="model_not_found",
         )
     return spec
+
+
+def _check_parameters(spec: ModelSpec, attrs: dict) -> None:
+    """A parameter the model's pipeline has no use for is a 400 naming it."""
+    if (
+        attrs.get("stream")
+        and attrs.get("partial_images")
+        and not spec.can(families.PARTIAL_IMAGES)
+    ):
+        raise serializers.ValidationError(
+            {"partial_images": f"Model '{spec.id}' cannot show partial images."}
+        )
+    taken = spec.call_parameters
+    if attrs.get("guidance_scale") is not None and taken and spec.family.guidance not in taken:
+        raise serializers.ValidationError(
+            {"guidance_scale": f"Model '{spec.id}' takes no guidance scale."}
+        )
 
 
 def _check_prompts(spec: ModelSpec, prompt: str, negative_prompt: str | None) -> None:

@@ -215,6 +215,23 @@ def _clip_text_encoder(tokenizer: CLIPTokenizer, seed: int) -> CLIPTextModel:
     return CLIPTextModel(config).eval()
 
 
+def _t5_text_encoder(tokenizer: T5Tokenizer, seed: int) -> T5EncoderModel:
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",  # T5 v1.1, as used by FLUX
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5EncoderModel(config).eval()
+
+
 def _vae(seed: int, **config: object) -> AutoencoderKL:
     """Four down/up blocks -> vae_scale_factor 8, as in every real SD/FLUX VAE; tiny widths."""
     torch.manual_seed(seed)
@@ -304,20 +321,7 @@ def build_flux_demo(path: Path, *, seed: int = 0, progress: ProgressFn | None = 
     tokenizer_2 = _build_t5_tokenizer(tokenizer)
     step("tokenizer_2")
 
-    torch.manual_seed(seed)
-    t5_config = T5Config(
-        vocab_size=len(tokenizer_2),
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        feed_forward_proj="gated-gelu",  # T5 v1.1, as used by FLUX
-        pad_token_id=tokenizer_2.pad_token_id,
-        eos_token_id=tokenizer_2.eos_token_id,
-        decoder_start_token_id=tokenizer_2.pad_token_id,
-    )
-    text_encoder_2 = T5EncoderModel(t5_config).eval()
+    text_encoder_2 = _t5_text_encoder(tokenizer_2, seed)
     step("text_encoder_2")
 
     torch.manual_seed(seed)

@@ -1,8 +1,8 @@
 """Partial images of a streaming request, decoded from the latents while the steps run.
 
 At evenly spaced denoising steps (``callback_on_step_end``), the batch's first image is
-decoded from the *current* latents with the model's own VAE (FLUX latents are unpacked
-first). That costs one VAE decode per preview and shows the picture as it is at that step
+decoded from the *current* latents with the model's own VAE (packed latents are
+unpacked first). That costs one VAE decode per preview and shows the picture as it is at that step
 (noisier early on), at the requested size. Storing and relaying the previews is the
 worker's and the web's business (generations/previews.py).
 """
@@ -10,6 +10,8 @@ worker's and the web's business (generations/previews.py).
 from __future__ import annotations
 
 import logging
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +22,23 @@ def preview_steps(total: int, count: int) -> set[int]:
 
 
 def decode_preview(pipe, spec, latents, width: int, height: int):
-    """The first image of the batch, decoded from the current latents by the VAE."""
+    """The first image of the batch, decoded from the current latents by the VAE, the way
+    the family's pipeline decodes its final latents."""
     vae = pipe.vae
     latents = latents[:1]
-    if spec.architecture == "flux":
+    layout = spec.family.latent_layout
+    if layout in ("flux", "qwen"):
         latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    latents = latents / vae.config.scaling_factor + shift
-    decoded = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+    latents = latents.to(vae.dtype)
+    if layout == "qwen":  # a video VAE: per-channel statistics, one frame
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
+        decoded = vae.decode(latents * std + mean, return_dict=False)[0][:, :, 0]
+    else:
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        latents = latents / vae.config.scaling_factor + shift
+        decoded = vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from generations.catalog import ModelSpec
-from generations.engine import accelerate, sources
+from generations.engine import accelerate, families, sources
 from generations.engine.cache import (
     MB,
     ModelLoadError,
@@ -32,7 +32,6 @@ __all__ = ["Engine", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
-SEED_MODULUS = 2**63
 _LANCZOS = Image.Resampling.LANCZOS
 _BILINEAR = Image.Resampling.BILINEAR
 
@@ -47,17 +46,6 @@ def resolve_device(name: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def _dtype_for(spec: ModelSpec, device: str):
-    import torch
-
-    if device.startswith("cuda"):
-        # FLUX and SD3 are trained in bf16; SD/SDXL VAEs overflow in bf16-less fp16 less often.
-        if spec.architecture in ("flux", "sd3"):
-            return torch.bfloat16
-        return torch.float16
-    return torch.float32
 
 
 class Engine:
@@ -101,6 +89,7 @@ class Engine:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
             auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+            auto = families.derived_pipeline_class(spec, task) or auto
             try:
                 pipe = auto.from_pipe(base)
             except (ValueError, KeyError) as exc:
@@ -137,7 +126,7 @@ class Engine:
                 warnings.simplefilter("ignore", FutureWarning)
                 pipe = DiffusionPipeline.from_pretrained(
                     source,
-                    torch_dtype=_dtype_for(spec, self.device),
+                    torch_dtype=families.dtype_for(spec, self.device),
                     # Cached files load without asking the hub (which may be unreachable).
                     local_files_only=found.cached,
                 )
@@ -157,13 +146,12 @@ class Engine:
             reason = sources.explain(spec, exc, device=self.device)
             raise ModelLoadError(sources.unavailable(spec.id, reason)) from exc
         pipe.set_progress_bar_config(disable=True)
-        name = {"flux": "tokenizer_2", "sd3": "tokenizer_3"}.get(spec.architecture, "tokenizer")
         # Kept after an eviction: counting tokens must never reload a model. A copy: a
         # tokenizer keeps its truncation and padding settings in state that every call sets,
         # and counting with the pipeline's own (outside the device lock) while a batch
         # encoded its prompts gave its prompt and negative-prompt embeddings different
         # lengths, failing the whole batch.
-        tokenizer = getattr(pipe, name, None) or getattr(pipe, "tokenizer", None)
+        tokenizer = families.tokenizer_of(spec, pipe)
         self._tokenizers[spec.id] = copy.deepcopy(tokenizer) if tokenizer is not None else None
         return pipe
 
@@ -192,7 +180,10 @@ class Engine:
             _started(request)
             pipe = self.pipeline(spec)
             kwargs = {"prompt": request.prompt}
-            if init_image is not None:
+            if request.references:
+                # An instruction edit: the base pipeline takes the images as references.
+                kwargs.update(families.reference_kwargs(spec, request.references))
+            elif init_image is not None:
                 init_image = init_image.convert("RGB").resize((width, height), _LANCZOS)
                 kwargs.update(image=init_image, strength=request.strength)
                 if mask is not None:
@@ -210,9 +201,9 @@ class Engine:
                 )
             if request.should_stop is not None:
                 callbacks.append(_stop_callback(request.should_stop))
-            if callbacks:
+            if callbacks and families.takes(pipe, "callback_on_step_end"):
                 kwargs["callback_on_step_end"] = _chain(callbacks)
-            if request.negative_prompt and spec.supports_negative_prompt:
+            if request.negative_prompt and _negative(spec, pipe):
                 kwargs["negative_prompt"] = request.negative_prompt
             images, elapsed = self._call(spec, pipe, kwargs)
         if mask is not None:
@@ -237,9 +228,9 @@ class Engine:
             pipe = self.pipeline(spec)
             kwargs = {"prompt": prompts, "num_images_per_prompt": 1}
             kwargs.update(self._common(pipe, first, seeds))
-            if should_stop is not None:
+            if should_stop is not None and families.takes(pipe, "callback_on_step_end"):
                 kwargs["callback_on_step_end"] = _stop_callback(should_stop)
-            if spec.supports_negative_prompt and all(negatives):
+            if _negative(spec, pipe) and all(negatives):
                 kwargs["negative_prompt"] = negatives
             images, elapsed = self._call(spec, pipe, kwargs)
         split, at = [], 0
@@ -249,21 +240,7 @@ class Engine:
         return split, elapsed
 
     def _common(self, pipe, request: RunRequest, seeds: list[int]) -> dict:
-        import torch
-
-        spec = request.spec
-        kwargs = {
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            # One generator per image: an image depends on its own seed alone.
-            "generator": [torch.Generator("cpu").manual_seed(s % SEED_MODULUS) for s in seeds],
-            "output_type": "pil",
-        }
-        if _takes(pipe, "width"):
-            kwargs.update(height=request.height, width=request.width)
-        if spec.max_sequence_length:
-            kwargs["max_sequence_length"] = spec.max_sequence_length
-        return kwargs
+        return families.call_kwargs(pipe, request, seeds)
 
     def _call(self, spec: ModelSpec, pipe, kwargs: dict) -> tuple[list, float]:
         """One pipeline call (the caller holds the device lock)."""
@@ -333,7 +310,5 @@ def _chain(callbacks):
     return callback
 
 
-def _takes(pipe, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(pipe.__call__).parameters
+def _negative(spec: ModelSpec, pipe) -> bool:
+    return spec.supports_negative_prompt and families.takes(pipe, "negative_prompt")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from generations.catalog import ModelSpec
@@ -23,7 +23,8 @@ class Canceled(Exception):
 @dataclass
 class RunRequest:
     """One job's images: text-to-image; image-to-image with `init_image` (and
-    `strength`); inpainting with `mask` too ('L', white = repaint). With
+    `strength`); inpainting with `mask` too ('L', white = repaint); an instruction edit with
+    `references`. With
     `partial_images`, `on_partial(k, image)` gets previews as the steps run;
     `should_stop()` is asked after every step and ends the run with Canceled; `on_device()`
     is called when the device starts on it."""
@@ -39,6 +40,8 @@ class RunRequest:
     init_image: Any = None
     mask: Any = None
     strength: float | None = None
+    # An instruction edit's reference images (PIL), handed to the model's own pipeline.
+    references: list = field(default_factory=list)
     partial_images: int = 0
     on_partial: Callable[[int, Any], None] | None = None
     should_stop: Callable[[], bool] | None = None
@@ -56,6 +59,7 @@ class RunRequest:
         previews make a job run alone)."""
         return (
             self.init_image is None
+            and not self.references
             and not self.partial_images
             and self.width * self.height <= self.spec.max_batch_pixels
             and self.spec.max_batch_images > 1

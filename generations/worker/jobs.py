@@ -21,7 +21,7 @@ from generations.catalog import get_model
 from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
 from generations.engine.cache import UnsupportedTask
 from generations.formats import EXTENSIONS, encode_image
-from generations.inputs import load_inputs
+from generations.inputs import load_inputs, load_references
 from generations.models import Generation
 from generations.worker import probe, runtime
 from generations.worker.liveness import WORKER_NAME, heartbeat
@@ -154,7 +154,9 @@ def _task_inputs(generation: Generation, spec) -> dict:
     """What an edit or variation adds to a run (its stored inputs), and the preview
     callback of a streaming request."""
     extra: dict = {}
-    if generation.kind in ("edit", "variation"):
+    if generation.params.get("instruction"):
+        extra.update(references=load_references(generation))
+    elif generation.kind in ("edit", "variation"):
         init_image, mask = load_inputs(generation)
         if init_image is None:
             raise FileNotFoundError(f"The input image of {generation.id} is not in storage.")

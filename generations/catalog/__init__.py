@@ -23,14 +23,12 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Latent pixels per output pixel along one side: the VAE's downsampling times the
-# transformer's patch size (FLUX and SD3 pack 2x2 latents into one token).
-ARCHITECTURES = {
-    "sd": {"patch": 1},
-    "sdxl": {"patch": 1},
-    "sd3": {"patch": 2},
-    "flux": {"patch": 2},
-}
+from generations.catalog import configs, families
+from generations.catalog.families import Family
+
+# The families the catalog's `architecture` field names (generations/catalog/families.py);
+# "" takes the family from the model's model_index.json.
+ARCHITECTURES = families.BY_NAME
 QUALITIES = ("auto", "low", "medium", "high", "standard", "hd")
 PNG_COMPRESSIONS = ("fast", "small")
 
@@ -54,7 +52,20 @@ def diffusers_schedulers() -> frozenset[str]:
 class ModelSpec:
     id: str
     source: str  # hub id or local folder
-    architecture: str
+    # A family of generations/catalog/families.py ("sd", "flux", "qwen-image", ...); ""
+    # takes it from the pipeline class of the model's model_index.json.
+    architecture: str = ""
+    # The diffusers pipeline class ("" = the architecture's, or model_index.json's).
+    pipeline: str = ""
+    # What it can do (families.CAPABILITIES); () = its family's, as its pipeline allows.
+    capabilities: tuple[str, ...] = ()
+    # Reference images of one instruction edit (0 = its family's).
+    max_input_images: int = 0
+    # Weights dtype on CUDA ("float16", "bfloat16", "float32"; "" = its family's).
+    dtype: str = ""
+    # The transformer's patch size, from its config (families that do not pack latents
+    # themselves use it for the token geometry).
+    config_patch_size: int = 0
     description: str = ""
     owned_by: str = "imagehub"
     created: int = 1_735_689_600  # 2025-01-01, a stable value for /v1/models
@@ -138,16 +149,68 @@ class ModelSpec:
             raise ImproperlyConfigured(
                 f"model {self.id!r}: png_compression must be one of {sorted(PNG_COMPRESSIONS)}"
             )
-        if self.architecture not in ARCHITECTURES:
+        if self.architecture and self.architecture not in ARCHITECTURES:
             raise ImproperlyConfigured(
-                f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}"
+                f"model {self.id!r}: architecture must be one of {sorted(ARCHITECTURES)}, "
+                "or left out to read it from the model's model_index.json"
             )
+        if self.architecture and not self.pipeline:
+            object.__setattr__(self, "pipeline", ARCHITECTURES[self.architecture].pipeline)
+        unknown = set(self.capabilities) - set(families.CAPABILITIES)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"model {self.id!r}: unknown capabilities {sorted(unknown)}; choose from "
+                f"{list(families.CAPABILITIES)}"
+            )
+        if self.dtype not in ("", "float16", "bfloat16", "float32"):
+            raise ImproperlyConfigured(f"model {self.id!r}: dtype {self.dtype!r}")
         _check_accelerations(self)
+
+    @property
+    def family(self) -> Family:
+        pipeline = self.pipeline or configs.derived_fields(self.source).get("pipeline", "")
+        return families.family_of(pipeline)
+
+    @property
+    def call_parameters(self) -> dict[str, object]:
+        """The arguments its pipeline's __call__ takes ({} when the class is unknown)."""
+        return configs.call_parameters(self.family.pipeline) or {}
+
+    @property
+    def model_capabilities(self) -> tuple[str, ...]:
+        if self.capabilities:
+            return self.capabilities
+        taken = self.call_parameters
+        found = []
+        for capability in self.family.capabilities:
+            if taken and capability == families.EDIT_INSTRUCTION and "image" not in taken:
+                continue
+            if capability == families.PARTIAL_IMAGES and "callback_on_step_end" not in taken:
+                continue
+            found.append(capability)
+        return tuple(found)
+
+    def can(self, capability: str) -> bool:
+        return capability in self.model_capabilities
+
+    @property
+    def input_images(self) -> int:
+        """The images one edit uses: its reference images, or the one init image."""
+        if self.max_input_images:
+            return self.max_input_images
+        if self.can(families.EDIT_INSTRUCTION):
+            return self.family.max_input_images
+        edits = (families.EDIT_IMAGE_TO_IMAGE, families.INPAINT, families.VARIATION)
+        return 1 if any(self.can(c) for c in edits) else 0
+
+    @property
+    def latent_patch(self) -> int:
+        return self.family.packing or self.config_patch_size or 1
 
     @property
     def latent_pixels(self) -> int:
         """Output pixels along one side per latent token (tokens = H/f × W/f)."""
-        return self.vae_scale_factor * ARCHITECTURES[self.architecture]["patch"]
+        return self.vae_scale_factor * self.latent_patch
 
     def steps_for(self, quality: str) -> int:
         quality = {"standard": "medium", "hd": "high"}.get(quality, quality)
@@ -158,6 +221,13 @@ class ModelSpec:
         f = self.latent_pixels
         return (width // f) * (height // f)
 
+    def reference_tokens(self, width: int, height: int) -> int:
+        """Image tokens of one reference image of an instruction edit, at the size the
+        pipeline resizes it to before encoding it."""
+        f = self.latent_pixels
+        fed_width, fed_height = families.fed_size(self.family, width, height, f)
+        return (fed_width // f) * (fed_height // f)
+
     def as_openai(self) -> dict:
         return {
             "id": self.id,
@@ -166,7 +236,9 @@ class ModelSpec:
             "owned_by": self.owned_by,
             # imagehub extensions: what a client may ask of this model.
             "description": self.description,
-            "architecture": self.architecture,
+            "architecture": self.family.name,
+            "capabilities": list(self.model_capabilities),
+            "max_input_images": self.input_images,
             "demo": self.demo,
             "default_size": f"{self.default_size[0]}x{self.default_size[1]}",
             "min_size": self.min_size,
@@ -378,9 +450,40 @@ def _apply_overrides(specs: dict[str, ModelSpec], path: str) -> None:
             if model_id in specs:
                 specs[model_id] = dataclasses.replace(specs[model_id], **entry)
             else:
-                specs[model_id] = ModelSpec(id=model_id, **entry)
+                specs[model_id] = ModelSpec(id=model_id, **{**_derived(entry), **entry})
         except TypeError as exc:
             raise ImproperlyConfigured(f"catalog entry {model_id!r}: {exc}") from exc
+
+
+def _derived(entry: dict) -> dict:
+    """A new model's fields from its own files and its pipeline's signature, for every
+    field its catalog entry leaves out."""
+    source = entry.get("source")
+    if not isinstance(source, str):
+        return {}
+    fields = configs.derived_fields(source)
+    pipeline = entry.get("pipeline") or fields.get("pipeline")
+    if not pipeline and entry.get("architecture") in ARCHITECTURES:
+        pipeline = ARCHITECTURES[entry["architecture"]].pipeline
+    family = families.family_of(pipeline or "")
+    taken = configs.call_parameters(family.pipeline) or {}
+    if taken:
+        negative = family.negative_prompt
+        fields["supports_negative_prompt"] = (
+            "negative_prompt" in taken if negative is None else negative
+        )
+        steps = taken.get("num_inference_steps")
+        if isinstance(steps, int) and steps > 0:
+            fields["default_steps"] = steps
+            fields["max_steps"] = max(50, steps)
+        guidance = taken.get(family.guidance)
+        fields["default_guidance"] = float(guidance) if isinstance(guidance, int | float) else 0.0
+    side = fields.get("default_size", (1024, 1024))[0]
+    fields.setdefault("default_size", (side, side))
+    fields.update(max_size=2 * side, max_pixels=(2 * side) ** 2, min_size=64)
+    patch = family.packing or fields.get("config_patch_size") or 1
+    fields["size_multiple"] = fields.get("vae_scale_factor", 8) * patch
+    return fields
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,300 @@
+"""Every model family through the API, each a tiny random-weight build of its real pipeline
+class (generations/engine/family_models.py), loaded by `from_pretrained` from the data dir
+like a downloaded model. Built once and kept until the builders change."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from imagefiles import alpha_mask, gradient_png, upload
+from PIL import Image, ImageChops
+
+from accounts.models import Organization
+from generations import catalog
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# model id -> (tiny build, capabilities /v1/models lists, latent pixels per token side)
+FAMILIES = {
+    "t-sdxl": ("tiny-sdxl", "generate edit_image_to_image inpaint variation partial_images", 8),
+    "t-sd3": ("tiny-sd3", "generate edit_image_to_image inpaint variation partial_images", 16),
+    "t-kontext": ("tiny-flux-kontext", "generate edit_instruction partial_images", 16),
+    "t-chroma": ("tiny-chroma", "generate edit_image_to_image variation partial_images", 16),
+    "t-z-image": (
+        "tiny-z-image",
+        "generate edit_image_to_image inpaint variation partial_images",
+        16,
+    ),
+    "t-flux2-klein": ("tiny-flux2-klein", "generate edit_instruction", 16),
+    "t-qwen-image": (
+        "tiny-qwen-image",
+        "generate edit_image_to_image inpaint variation partial_images",
+        16,
+    ),
+    # A family with no code of its own here: everything from its files.
+    "t-pixart": ("tiny-pixart-sigma", "generate", 16),
+}
+EDITS = ("edit_image_to_image", "inpaint", "variation")
+
+
+@pytest.fixture(scope="session")
+def family_models(django_db_blocker) -> Path:
+    """The tiny builds in the data dir, rebuilt only when their builders changed."""
+    from generations.engine.family_models import build_tiny, tiny_built
+
+    root = Path(settings.DEMO_MODELS_DIR) / "families"
+    root.mkdir(parents=True, exist_ok=True)
+    for build, _, _ in FAMILIES.values():
+        target = root / build
+        if tiny_built(build, target):
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{build}-", dir=root))
+        build_tiny(build, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return root
+
+
+@pytest.fixture
+def families(settings, tmp_path, family_models):
+    """The catalog with one model per family. Only PixArt's entry is id and source alone;
+    the others cap the text length so the tiny encoders stay fast."""
+    entries = [{"id": "t-pixart", "source": str(family_models / "tiny-pixart-sigma")}]
+    for model, (build, _, _) in FAMILIES.items():
+        if model != "t-pixart":
+            entries.append(
+                {"id": model, "source": str(family_models / build), "max_sequence_length": 32}
+            )
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(entries))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    yield
+    catalog.catalog.cache_clear()
+
+
+def post(api, url, body, **kwargs):
+    return api.post(url, body, format=kwargs.pop("format", "json"))
+
+
+def gen(api, **body):
+    return post(api, "/v1/images/generations", body)
+
+
+def multipart(api, url="/v1/images/edits", **body):
+    return api.post(url, body, format="multipart")
+
+
+def square():
+    return upload(gradient_png((64, 64)))
+
+
+def decode(item) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).convert("RGB")
+
+
+def nearly_equal(a: Image.Image, b: Image.Image) -> bool:
+    """Same picture up to float rounding (a batched matmul may flip a pixel by one)."""
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    return a.size == b.size and max(high for _, high in diff.getextrema()) <= 2
+
+
+def ok(response) -> dict:
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def error_param(response, status: int = 400) -> str:
+    assert response.status_code == status, response.content
+    return response.json()["error"]["param"]
+
+
+BASE = {"size": "64x64", "num_inference_steps": 2, "response_format": "b64_json"}
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_family_generates_with_per_image_seeds_and_token_usage(api, families, model):
+    _, capabilities, latent = FAMILIES[model]
+    listed = ok(api.get(f"/v1/models/{model}"))
+    assert listed["capabilities"] == capabilities.split()
+    body = ok(
+        post(
+            api,
+            "/v1/images/generations",
+            {**BASE, "model": model, "prompt": "a cat", "n": 2, "seed": 7},
+        )
+    )
+    images = [decode(item) for item in body["data"]]
+    assert [im.size for im in images] == [(64, 64)] * 2
+    assert [item["seed"] for item in body["data"]] == [7, 8]
+    assert images[0].tobytes() != images[1].tobytes()
+    usage = body["usage"]
+    assert usage["output_tokens"] == 2 * (64 // latent) ** 2
+    assert usage["input_tokens_details"]["text_tokens"] > 0
+    # Image 2 is its own seed's image: asked alone, it comes back the same.
+    again = ok(
+        post(api, "/v1/images/generations", {**BASE, "model": model, "prompt": "a cat", "seed": 8})
+    )
+    assert nearly_equal(decode(again["data"][0]), images[1])
+
+
+@pytest.mark.parametrize("model", [m for m, f in FAMILIES.items() if "partial" in f[1]])
+def test_family_streams_partial_images(api, families, model):
+    response = post(
+        api,
+        "/v1/images/generations",
+        {**BASE, "model": model, "prompt": "p", "stream": True, "partial_images": 1, "seed": 1},
+    )
+    assert response.status_code == 200, response.content
+    text = b"".join(response.streaming_content).decode()
+    names = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event:")]
+    assert names == ["image_generation.partial_image", "image_generation.completed"]
+
+
+@pytest.mark.parametrize(
+    "model, capability",
+    [(m, c) for m, f in FAMILIES.items() for c in EDITS if c in f[1].split()],
+)
+def test_family_edits_it_lists(api, families, model, capability):
+    body = {"model": model, "prompt": "p", "num_inference_steps": 2, "response_format": "b64_json"}
+    body["image"] = upload(gradient_png((64, 64)))
+    url = "/v1/images/variations" if capability == "variation" else "/v1/images/edits"
+    if capability == "variation":
+        body.pop("prompt")
+    if capability == "inpaint":
+        body["mask"] = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
+    data = ok(api.post(url, body, format="multipart"))["data"]
+    assert decode(data[0]).size == (64, 64)
+
+
+def test_batched_calls_give_each_request_its_own_images(families):
+    """Two requests in one pipeline call get the images they get alone."""
+    from generations.engine import RunRequest
+    from generations.engine.pipelines import Engine
+
+    engine = Engine(device="cpu")
+    for model in FAMILIES:
+        spec = catalog.get_model(model)
+
+        def request(prompt, seeds, spec=spec):
+            return RunRequest(spec=spec, prompt=prompt, negative_prompt="", width=64,
+                              height=64, steps=2, guidance_scale=spec.default_guidance,
+                              seeds=seeds)  # fmt: skip
+
+        batched, _ = engine.run_batch([request("a cat", [1]), request("a red dog", [2, 3])])
+        alone = engine.run(request("a red dog", [2, 3])).images
+        assert [len(images) for images in batched] == [1, 2]
+        for one, other in zip(batched[1], alone, strict=True):
+            assert nearly_equal(one, other), model
+
+
+def test_instruction_edit_uses_every_reference_and_counts_their_tokens(api, families):
+    images = [upload(gradient_png((80, 64))), upload(gradient_png((64, 64)))]
+    body = ok(
+        api.post(
+            "/v1/images/edits",
+            {"model": "t-flux2-klein", "prompt": "put the cat on the sofa", "image[]": images,
+             "num_inference_steps": 2, "response_format": "b64_json", "seed": 3},
+            format="multipart",
+        )
+    )  # fmt: skip
+    # FLUX.2 feeds references at their size snapped to 16: (80/16)(64/16) + (64/16)^2.
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 5 * 4 + 4 * 4
+    assert decode(body["data"][0]).size == (80, 64)
+    one = ok(
+        api.post(
+            "/v1/images/edits",
+            {"model": "t-flux2-klein", "prompt": "put the cat on the sofa",
+             "image[]": [upload(gradient_png((80, 64)))], "num_inference_steps": 2,
+             "response_format": "b64_json", "seed": 3},
+            format="multipart",
+        )
+    )  # fmt: skip
+    # The second reference changes the picture: it reached the model.
+    assert decode(one["data"][0]).tobytes() != decode(body["data"][0]).tobytes()
+
+
+def test_kontext_edits_one_image_by_instruction(api, families):
+    body = ok(
+        post(
+            api,
+            "/v1/images/edits",
+            {"model": "t-kontext", "prompt": "make the sky purple", "size": "64x64",
+             "images": [{"image_url": "data:image/png;base64,"
+                         + base64.b64encode(gradient_png((64, 64))).decode()}],
+             "num_inference_steps": 2, "response_format": "b64_json"},
+        )
+    )  # fmt: skip
+    # Kontext resizes a square reference to 1024x1024 before encoding it: 64 x 64 tokens.
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 64 * 64
+    assert decode(body["data"][0]).size == (64, 64)
+
+
+def test_what_a_model_cannot_do_is_a_400_before_anything_is_held(api, families, tenant):
+    balance = Organization.objects.get(pk=tenant.org.pk).credit_balance
+    edit = {"prompt": "p", "num_inference_steps": 2}
+    kontext = {**edit, "model": "t-kontext"}
+    assert error_param(multipart(api, **kontext, **{"image[]": [square(), square()]})) == "image"
+    mask = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
+    assert error_param(multipart(api, **kontext, image=square(), mask=mask)) == "mask"
+    assert error_param(multipart(api, **kontext, image=square(), strength=0.5)) == "strength"
+    assert error_param(multipart(api, **edit, model="t-pixart", image=square())) == "image"
+    variations = "/v1/images/variations"
+    assert error_param(multipart(api, variations, model="t-flux2-klein", image=square())) == "model"
+    streamed = gen(api, model="t-pixart", prompt="p", stream=True, partial_images=1)
+    assert error_param(streamed) == "partial_images"
+    negative = gen(api, model="t-kontext", prompt="p", negative_prompt="n")
+    assert error_param(negative) == "negative_prompt"
+    assert Organization.objects.get(pk=tenant.org.pk).credit_balance == balance
+    assert not tenant.org.generations.exists()
+
+
+def test_a_family_without_code_of_its_own_takes_everything_from_its_files(api, families):
+    spec = catalog.get_model("t-pixart")
+    # PixArtSigmaPipeline.__call__'s defaults, its VAE (8) x its patch size (2).
+    assert (spec.default_steps, spec.default_guidance) == (20, 4.5)
+    assert spec.supports_negative_prompt and spec.latent_pixels == 16
+    assert spec.as_openai()["architecture"] == "PixArtSigmaPipeline"
+    body = ok(
+        post(
+            api,
+            "/v1/images/generations",
+            {**BASE, "model": "t-pixart", "prompt": "a cat", "negative_prompt": "blur"},
+        )
+    )
+    assert body["usage"]["output_tokens"] == 16
+
+
+def test_edit_only_family_refuses_prompt_only_generation(api, extra_model, tenant):
+    extra_model(
+        id="qwen-edit", source="Qwen/Qwen-Image-Edit-2509", architecture="qwen-image-edit-plus"
+    )
+    model = ok(api.get("/v1/models/qwen-edit"))
+    assert model["capabilities"] == ["edit_instruction", "partial_images"]
+    assert model["max_input_images"] == 3
+    assert (
+        error_param(post(api, "/v1/images/generations", {"model": "qwen-edit", "prompt": "p"}))
+        == "model"
+    )
+    assert not tenant.org.generations.exists()
+
+
+def test_prices_follow_what_the_model_denoises(extra_model):
+    from generations.pricing import request_price
+
+    extra_model(id="flux2", source="black-forest-labs/FLUX.2-dev", architecture="flux2",
+                price_per_megapixel_step=1000)  # fmt: skip
+    flux2, sd = catalog.get_model("flux2"), catalog.get_model("sd-1.5")
+    assert flux2.output_tokens(1024, 1024) == (1024 // 16) ** 2
+    assert sd.output_tokens(512, 512) == (512 // 8) ** 2
+    _, big = request_price(flux2, width=1024, height=1024, steps=28, n=1)
+    _, small = request_price(flux2, width=512, height=512, steps=28, n=1)
+    # price_per_megapixel_step x megapixel-steps, rounded up: 4x the pixels, 4x the price.
+    assert (big, small) == (29_361, 7_341)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generations.catalog import ARCHITECTURES, ModelSpec
+from generations.catalog import ModelSpec
 from imagehub import metrics
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def activation_bytes(spec: ModelSpec, pipe) -> int:
         width = heads * head_dim  # transformers (FLUX, SD3)
     else:
         width = max(_config_value(denoiser, "block_out_channels", [320]))  # UNets
-    tokens = pixels // (spec.vae_scale_factor * ARCHITECTURES[spec.architecture]["patch"]) ** 2
+    tokens = pixels // spec.latent_pixels**2
     guided = 2 if spec.supports_negative_prompt else 1  # classifier-free guidance doubles it
     steps = images * guided * tokens * width * element * DENOISER_LIVE_TENSORS
     return int(vae + steps)

@@ -10,7 +10,7 @@ import zlib
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-# PNG writer options by the model's `png_compression` (generations/catalog.py).
+# PNG writer options by the model's `png_compression` (generations/catalog/spec.py).
 PNG_OPTIONS = {
     "fast": {"compress_level": 1, "compress_type": zlib.Z_RLE},
     "small": {},

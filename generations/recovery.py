@@ -18,7 +18,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from accounts.webhooks import delivery
-from generations import services
+from generations import lifecycle, services
 from generations.models import Generation, QueueSample
 from imagehub import metrics
 
@@ -81,14 +81,14 @@ def _take_over(now, done: Pass) -> None:
         again = []
         for generation_id, model, attempts, cancel_requested_at in lost:
             if cancel_requested_at is not None:
-                services.generation_mark_canceled(generation_id=generation_id)
+                lifecycle.generation_mark_canceled(generation_id=generation_id)
             elif attempts >= settings.GENERATION_MAX_ATTEMPTS:
                 logger.warning(
                     "giving up on %s: its worker stopped answering on each of %d attempts",
                     generation_id,
                     attempts,
                 )
-                services.generation_fail(
+                lifecycle.generation_fail(
                     generation_id=generation_id,
                     code="worker_lost",
                     message=f"The worker running this generation stopped answering, "
@@ -149,7 +149,7 @@ def _expire_queued(now, done: Pass) -> None:
             ).values_list("id", flat=True)
         )
         for generation_id in stale:
-            services.generation_fail(
+            lifecycle.generation_fail(
                 generation_id=generation_id,
                 code="queue_timeout",
                 message=f"No worker started this generation within "

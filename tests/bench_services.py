@@ -51,7 +51,7 @@ def _measure(runs: int) -> None:
     call_command("migrate", verbosity=0)
     from accounts.ledger import credits_top_up
     from accounts.services import api_key_create, organization_create, user_get_or_create
-    from generations import services
+    from generations import lifecycle, services
     from generations.catalog import get_model
     from generations.engine import RunRequest
     from generations.formats import encode_image
@@ -108,13 +108,13 @@ def _measure(runs: int) -> None:
                 order=request, organization=org, api_key=key, user=user
             )
         with timed("claim"):
-            services.generation_claim(generation_id=generation.id, worker="profile")
+            lifecycle.generation_claim(generation_id=generation.id, worker="profile")
         with timed("load the row"):
             generation = Generation.objects.get(pk=generation.id)
         with timed("PNG encode"):
             data, content_type = encode_image(image, "png", None)
         with timed("save file + row"):
-            services.generation_save_image(
+            lifecycle.generation_save_image(
                 generation=generation,
                 index=0,
                 seed=1,
@@ -127,7 +127,7 @@ def _measure(runs: int) -> None:
         with timed("count tokens"):
             engine.text_tokens(spec, ["x", ""])
         with timed("complete + settle + rollup"):
-            services.generation_complete(
+            lifecycle.generation_complete(
                 generation=generation,
                 input_text_tokens=3,
                 output_tokens=1024,

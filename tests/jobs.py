@@ -4,7 +4,7 @@ production reaches."""
 
 from __future__ import annotations
 
-from generations import catalog, services
+from generations import catalog, lifecycle
 from generations.models import Generation
 from tests.imagefiles import png_bytes
 
@@ -13,11 +13,11 @@ def finish_by_hand(message_id: str, worker: str = "w:1"):
     """Play the worker for one message, through the services a worker calls: claim the
     job the message (and fair share) gives, store one PNG per image, complete it (which
     captures the hold). Returns the finished generation."""
-    claimed = services.generation_claim(generation_id=message_id, worker=worker)
+    claimed = lifecycle.generation_claim(generation_id=message_id, worker=worker)
     assert claimed is not None, f"no job to claim for {message_id}"
     generation = Generation.objects.get(pk=claimed)
     for index in range(generation.n):
-        services.generation_save_image(
+        lifecycle.generation_save_image(
             generation=generation,
             index=index,
             seed=generation.seed + index,
@@ -28,7 +28,7 @@ def finish_by_hand(message_id: str, worker: str = "w:1"):
             height=generation.height,
         )
     spec = catalog.get_model(generation.model)
-    services.generation_complete(
+    lifecycle.generation_complete(
         generation=generation,
         input_text_tokens=1,
         output_tokens=spec.output_tokens(generation.width, generation.height) * generation.n,

@@ -44,12 +44,12 @@ def test_a_request_after_the_connection_dropped_is_served(postgres, api):
 
 
 def test_an_idempotent_worker_write_survives_a_dropped_connection(postgres, make_generation):
-    from generations import services
+    from generations import lifecycle
     from generations.models import Generation
 
     generation = make_generation()
     terminate_backends()  # this thread's connection dies while it holds it
-    assert services.generation_claim(generation_id=generation.id, worker="w:1")
+    assert lifecycle.generation_claim(generation_id=generation.id, worker="w:1")
     assert Generation.objects.get(pk=generation.pk).status == "running"
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from generations import previews, services
+from generations import lifecycle, previews
 from generations.catalog import get_model
 from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
 from generations.engine.cache import UnsupportedTask
@@ -36,7 +36,7 @@ def run_generation(*, generation_id: str) -> None:
     waits for room on the device (runtime.DeviceRoom): fair share is decided when the
     device can take the job, not when a thread is free."""
     with runtime.room.place(timeout=settings.GENERATION_TIME_LIMIT_SECONDS / 2) as place:
-        claimed = services.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
+        claimed = lifecycle.generation_claim(generation_id=generation_id, worker=WORKER_NAME)
         if claimed is None:
             logger.info("skipped %s: nothing queued, or it runs on a live worker", generation_id)
             metrics.REDELIVERED.inc()
@@ -67,7 +67,7 @@ def _run_claimed(generation_id: str, place: runtime.Place) -> None:
             _run(generation, place)
     except Canceled:
         logger.info("canceled %s while running", generation.id)
-        services.generation_mark_canceled(generation_id=generation.id)
+        lifecycle.generation_mark_canceled(generation_id=generation.id)
         metrics.JOBS.labels(generation.model, "canceled", "canceled").inc()
     except ModelLoadError as exc:
         if not isinstance(exc, UnsupportedTask):
@@ -130,7 +130,7 @@ def _run(generation: Generation, place: runtime.Place) -> None:
             data, content_type = encode_image(
                 image, generation.output_format, generation.output_compression, spec.png_compression
             )
-            services.generation_save_image(
+            lifecycle.generation_save_image(
                 generation=generation,
                 index=index,
                 seed=generation.seed + index,
@@ -141,7 +141,7 @@ def _run(generation: Generation, place: runtime.Place) -> None:
                 height=image.height,
             )
     text_tokens = engine.text_tokens(spec, [generation.prompt, generation.negative_prompt])
-    services.generation_complete(
+    lifecycle.generation_complete(
         generation=generation,
         input_text_tokens=text_tokens,
         output_tokens=spec.output_tokens(generation.width, generation.height) * generation.n,
@@ -236,4 +236,4 @@ def _cancel_requested(generation_id: str) -> bool:
 def _fail(generation: Generation, code: str, message: str) -> None:
     logger.warning("failed %s code=%s: %s", generation.id, code, message)
     metrics.JOBS.labels(generation.model, "failed", code).inc()
-    services.generation_fail(generation_id=generation.id, code=code, message=message)
+    lifecycle.generation_fail(generation_id=generation.id, code=code, message=message)

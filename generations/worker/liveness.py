@@ -23,7 +23,7 @@ import time
 
 from django.conf import settings
 
-from generations import recovery, services
+from generations import lifecycle, recovery
 from imagehub.db import reconnect
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class Heartbeat(_Loop):
     def tick(self) -> None:
         jobs = self.vouched()
         if jobs:
-            services.generation_heartbeat(generation_ids=jobs, worker=self.worker)
+            lifecycle.generation_heartbeat(generation_ids=jobs, worker=self.worker)
 
 
 class RecoveryLoop(_Loop):

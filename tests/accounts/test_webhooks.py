@@ -16,8 +16,9 @@ from django.utils import timezone
 from accounts.models import Membership
 from accounts.webhooks import delivery, endpoints, http, signing
 from accounts.webhooks.models import WebhookDelivery, WebhookEndpoint
+from generations.lifecycle import generation_fail
 from generations.models import Generation
-from generations.services import generation_cancel, generation_fail
+from generations.services import generation_cancel
 from generations.worker.jobs import run_generation
 from tests.webhook_receiver import Receiver
 

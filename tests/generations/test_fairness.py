@@ -9,7 +9,7 @@ import time
 import pytest
 from django.db import connection
 
-from generations import services
+from generations import lifecycle, services
 from generations.catalog import get_model
 from generations.fairness import queue_position
 from generations.models import Generation
@@ -87,7 +87,7 @@ def test_two_workers_claiming_at_once_serve_both_tenants(tenant, other_tenant, s
     def worker(name: str, messages: list[Generation]) -> None:
         try:
             for message in messages:
-                claimed.append(services.generation_claim(generation_id=message.id, worker=name))
+                claimed.append(lifecycle.generation_claim(generation_id=message.id, worker=name))
         finally:
             connection.close()
 
@@ -108,10 +108,10 @@ def test_a_message_whose_job_another_worker_took_claims_a_queued_one(tenant, stu
     left without a message (until the recovery loop's re-send, a minute later)."""
     first, second = submit(tenant, 2)
     # The message of `second` came first, and its worker was given `first` (the pick).
-    assert services.generation_claim(generation_id=first.id, worker="w:1") == first.id
+    assert lifecycle.generation_claim(generation_id=first.id, worker="w:1") == first.id
     # `first`'s own message: its job runs on a live worker; `second` waits for a message.
-    assert services.generation_claim(generation_id=first.id, worker="w:2") == second.id
-    assert services.generation_claim(generation_id=second.id, worker="w:3") is None
+    assert lifecycle.generation_claim(generation_id=first.id, worker="w:2") == second.id
+    assert lifecycle.generation_claim(generation_id=second.id, worker="w:3") is None
     assert set(Generation.objects.values_list("status", flat=True)) == {"running"}
 
 

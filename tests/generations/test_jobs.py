@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image, ImageChops
 
-from generations import services
+from generations import lifecycle
 from generations.models import GeneratedImage, Generation
 from generations.worker.jobs import run_generation
 
@@ -55,7 +55,7 @@ def silence(generation, seconds: float = 60) -> None:
 def test_running_job_with_a_live_heartbeat_is_left_alone(queued):
     generation = queued()
     # Another worker claimed it and is alive; the message comes again (a redelivery).
-    assert services.generation_claim(generation_id=generation.id, worker="alive:1")
+    assert lifecycle.generation_claim(generation_id=generation.id, worker="alive:1")
     run_generation(generation_id=generation.id)
     generation.refresh_from_db()
     assert generation.status == "running" and generation.images.count() == 0
@@ -68,15 +68,15 @@ def test_worker_died_after_saving_images(queued, monkeypatch):
     from generations.worker import jobs as runner
 
     generation = queued()
-    real_complete = runner.services.generation_complete
+    real_complete = runner.lifecycle.generation_complete
 
     def die(**kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(runner.services, "generation_complete", die)
+    monkeypatch.setattr(runner.lifecycle, "generation_complete", die)
     with pytest.raises(SystemExit):
         run_generation(generation_id=generation.id)
-    monkeypatch.setattr(runner.services, "generation_complete", real_complete)
+    monkeypatch.setattr(runner.lifecycle, "generation_complete", real_complete)
     generation.refresh_from_db()
     assert generation.status == "running" and generation.images.count() == 2
     saved = files_of(generation)
@@ -101,17 +101,17 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued, monkeypatc
     run_generation(generation_id=reference_job.id)
     reference = reference_job.images.get(index=1).file.read()
     generation = queued()
-    real_save = runner.services.generation_save_image
+    real_save = runner.lifecycle.generation_save_image
 
     def die_at_the_second_image(**kwargs):
         if kwargs["index"] == 1:
             raise SystemExit("worker killed after storing the first image")
         return real_save(**kwargs)
 
-    monkeypatch.setattr(runner.services, "generation_save_image", die_at_the_second_image)
+    monkeypatch.setattr(runner.lifecycle, "generation_save_image", die_at_the_second_image)
     with pytest.raises(SystemExit):
         run_generation(generation_id=generation.id)
-    monkeypatch.setattr(runner.services, "generation_save_image", real_save)
+    monkeypatch.setattr(runner.lifecycle, "generation_save_image", real_save)
     assert list(generation.images.values_list("index", flat=True)) == [0]
     first = generation.images.get(index=0)
     silence(generation)
@@ -164,16 +164,16 @@ def test_worker_dying_before_completion_captures_once(paid, monkeypatch):
 
     from generations.worker import jobs as runner
 
-    real_complete = runner.services.generation_complete
+    real_complete = runner.lifecycle.generation_complete
 
     def die(**kwargs):
         raise SystemExit("worker killed after saving the images")
 
-    monkeypatch.setattr(runner.services, "generation_complete", die)
+    monkeypatch.setattr(runner.lifecycle, "generation_complete", die)
     with pytest.raises(SystemExit):
         run_generation(generation_id=paid.id)
     assert kinds(paid) == ["hold"]  # nothing settled yet; the money is still held
-    monkeypatch.setattr(runner.services, "generation_complete", real_complete)
+    monkeypatch.setattr(runner.lifecycle, "generation_complete", real_complete)
     silence(paid)
     run_generation(generation_id=paid.id)  # the redelivery, after the heartbeat stopped
     run_generation(generation_id=paid.id)  # and one more, for good measure

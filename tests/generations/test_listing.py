@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from generations import services
+from generations import lifecycle
 from generations.selectors import estimated_start_seconds
 from tests.jobs import finish_by_hand
 
@@ -45,7 +45,7 @@ def test_the_estimate_follows_the_recent_pace(tenant, api, make_generation):
 
 def test_list_filters_pages_and_keeps_tenants_apart(tenant, other_tenant, api, make_generation):
     made = [make_generation(prompt=f"job {i}") for i in range(5)]
-    services.generation_fail(generation_id=made[0].id, code="engine_error", message="broke")
+    lifecycle.generation_fail(generation_id=made[0].id, code="engine_error", message="broke")
     other_tenant.client().post(
         URL, {"prompt": "theirs"}, format="json", HTTP_PREFER="respond-async"
     )

@@ -12,7 +12,7 @@ from django.utils import timezone
 from dramatiq import Message
 
 from accounts.models import CreditEntry, Organization
-from generations import recovery, services
+from generations import lifecycle, recovery, services
 from generations.models import Generation
 from generations.worker.jobs import run_generation
 from generations.worker.liveness import Heartbeat
@@ -45,7 +45,7 @@ def running_on_a_dead_worker(generation, *, silent: float = 60, attempts: int = 
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             stop_heartbeat(generation, silent)
-        claimed = services.generation_claim(generation_id=generation.id, worker=f"gone:{attempt}")
+        claimed = lifecycle.generation_claim(generation_id=generation.id, worker=f"gone:{attempt}")
         assert claimed == generation.id
     stop_heartbeat(generation, silent)
     assert Generation.objects.get(pk=generation.pk).attempts == attempts
@@ -184,8 +184,8 @@ def test_a_job_queued_past_the_queue_timeout_fails_and_releases(tenant, make_gen
 
 def test_heartbeat_vouches_only_for_this_workers_running_jobs(make_generation):
     mine, other = make_generation(), make_generation()
-    assert services.generation_claim(generation_id=mine.id, worker="me:1")
-    assert services.generation_claim(generation_id=other.id, worker="other:2")
+    assert lifecycle.generation_claim(generation_id=mine.id, worker="me:1")
+    assert lifecycle.generation_claim(generation_id=other.id, worker="other:2")
     stale = timezone.now() - timedelta(seconds=10)
     Generation.objects.update(heartbeat_at=stale)
     heartbeat = Heartbeat(worker="me:1")

@@ -26,9 +26,9 @@ from accounts.reconcile import (
     generation_mismatches,
     monthly_totals_mismatches,
 )
+from generations.lifecycle import generation_fail
 from generations.models import Generation
 from generations.selectors import held_generations, held_work, monthly_committed, stale_holds
-from generations.services import generation_fail
 
 CHUNK = 2000
 

@@ -34,9 +34,9 @@ class DjangoConnections(dramatiq.Middleware):
 def _build() -> dramatiq.Broker:
     url = settings.DRAMATIQ_BROKER_URL
     if url.startswith(("redis://", "rediss://")):
-        from dramatiq.brokers.redis import RedisBroker
+        from imagehub.redis_broker import WakingRedisBroker
 
-        broker = RedisBroker(url=url)
+        broker = WakingRedisBroker(url=url)
     elif url.startswith(("amqp://", "amqps://")):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

@@ -540,5 +540,8 @@ MAX_UPLOAD_BYTES = env_int("IMAGEHUB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimu
 DEFAULT_RESPONSE_FORMAT = env_choice(
     "IMAGEHUB_DEFAULT_RESPONSE_FORMAT", "b64_json", {"b64_json", "url"}
 )
-# Longest sleep of an idle worker between broker polls (Redis consumers poll).
-WORKER_POLL_MS = env_int("IMAGEHUB_WORKER_POLL_MS", 10, minimum=1)
+# Longest wait of an idle worker's consumer before it looks at the broker again. A message
+# wakes a waiting Redis consumer at once (imagehub/redis_broker.py); this bounds how late a
+# message whose wake-up was lost is fetched, how often delayed messages are checked, and
+# how long a stopping worker waits for its consumers.
+WORKER_POLL_MS = env_int("IMAGEHUB_WORKER_POLL_MS", 1000, minimum=1)

@@ -129,11 +129,15 @@ bench-fairness: migrate demo-models
 # FLUX.1-schnell at full size (random bf16 weights built on the GPU, saved to /dev/shm):
 # bare eager, compiled (+ fp8 where the GPU has it) and the service on the same GPU.
 # Needs a CUDA GPU; writes its section of BENCHMARKS.md. On a GPU machine without the
-# project's packages: `make gpu-wheels` here, then ../shared/gpu/README.md.
+# project's packages: `make gpu-wheels` here, then ../shared/gpu/README.md. Where one
+# call may not last the whole run, run it in parts: each adds its rows to
+# data/bench-gpu-results.json and writes the table of all rows so far, e.g.
+# `make bench-gpu PARTS=eager,compiled`, then PARTS=fp8, then PARTS=service.
 .PHONY: bench-gpu gpu-wheels
 # The GPU machine may have no .venv: then the python3 on PATH (PYTHONPATH=/tmp/site:$PWD).
 bench-gpu:
-	$$(test -x $(PY) && echo $(PY) || echo python3) -m tests.bench_gpu --out BENCHMARKS.md
+	$$(test -x $(PY) && echo $(PY) || echo python3) -m tests.bench_gpu --out BENCHMARKS.md \
+	  $(if $(PARTS),--parts $(PARTS))
 
 # Wheels of everything imagehub needs but torch, transformers and numpy, for CPython 3.12
 # on manylinux x86_64, into gpu-wheels/ (ignored by git).

@@ -2,6 +2,7 @@
 against the service on the same GPU, in one run.
 
     python -m tests.bench_gpu [--out BENCHMARKS.md] [--tiny] [--count N] [--folder DIR]
+                              [--parts eager,compiled,fp8,service] [--results FILE]
 
 1. Builds the FLUX.1-schnell architecture with random bf16 weights directly on the GPU (no
    download; dimensions in ../shared/gpu/README.md), saves it to /dev/shm (kept for the
@@ -21,6 +22,12 @@ against the service on the same GPU, in one run.
 It writes one table to BENCHMARKS.md (its own section; the others stay): seconds per
 image, images per second, and each row's ratio to the best bare loop. Targets (issue 19):
 service under load >= 0.95x the best bare loop, <= 0.5 s per image.
+
+A whole run takes longer than one call on a lent GPU machine may (compiling alone takes
+minutes per batch size): `--parts` runs some of the measurements, and every run adds its
+rows to `--results` (a JSON file, default data/bench-gpu-results.json, kept in the ignored
+data folder) and writes the table of all the rows gathered so far, e.g.
+`--parts eager,compiled` in one call, then `--parts fp8`, then `--parts service`.
 
 `--tiny` runs the same code on the CPU with tiny dimensions in seconds (a check that the
 script works, run by tests/test_bench_gpu.py; its figures measure nothing): float32, 64²,
@@ -302,18 +309,26 @@ def fp8_supported(device: str) -> str | None:
     return None
 
 
-def bare_rows(folder, dims, device, dtype, *, compile_backend: str, fp8_reason) -> dict:
+PARTS = ("eager", "compiled", "fp8", "service")
+
+
+def bare_rows(
+    folder, dims, device, dtype, *, compile_backend: str, fp8_reason, parts=PARTS
+) -> tuple[dict, dict]:
     rows, notes = {}, {}
-    bare = Bare(folder, dims, device, dtype)
-    for batch in (1, dims.batch):
-        rows[f"bare eager, batch {batch}"], _ = bare.seconds_per_image(batch)
-    notes["peak"] = bare.peak_memory(dims.batch)
-    bare.accelerate(compile_backend=compile_backend, fp8=False)
-    for batch in (1, dims.batch):
-        label = f"bare compiled + fused QKV + channels_last, batch {batch}"
-        rows[label], notes[f"compile {batch}"] = bare.seconds_per_image(batch)
-    bare.close()
-    if fp8_reason is None:
+    if "eager" in parts or "compiled" in parts:
+        bare = Bare(folder, dims, device, dtype)
+        if "eager" in parts:
+            for batch in (1, dims.batch):
+                rows[f"bare eager, batch {batch}"], _ = bare.seconds_per_image(batch)
+            notes["peak"] = bare.peak_memory(dims.batch)
+        if "compiled" in parts:
+            bare.accelerate(compile_backend=compile_backend, fp8=False)
+            for batch in (1, dims.batch):
+                label = f"bare compiled + fused QKV + channels_last, batch {batch}"
+                rows[label], notes[f"compile {batch}"] = bare.seconds_per_image(batch)
+        bare.close()
+    if "fp8" in parts and fp8_reason is None:
         bare = Bare(folder, dims, device, dtype)
         bare.accelerate(compile_backend=compile_backend, fp8=True)
         for batch in (1, dims.batch):
@@ -537,13 +552,60 @@ def estimate_for(entry: dict, folder: Path, dtype) -> int:
     return activation_bytes(spec, pipe)
 
 
+def _setting(dims: Dims, device: str) -> dict:
+    return json.loads(json.dumps({"dims": dims.__dict__, "machine": machine(device)}))
+
+
+def gathered(results: Path, dims: Dims, device: str) -> tuple[dict, dict]:
+    """The rows and notes earlier runs (--parts) measured at these dimensions on this
+    machine (another GPU's, or other dimensions', are dropped)."""
+    if not results.exists():
+        return {}, {}
+    saved = json.loads(results.read_text())
+    if saved.get("setting") != _setting(dims, device):
+        return {}, {}
+    return saved["rows"], saved["notes"]
+
+
+def gather(results: Path, dims: Dims, device: str, rows: dict, notes: dict) -> dict:
+    """Keep the rows and notes in `results`; returns the rows in the table's order."""
+    results.parent.mkdir(parents=True, exist_ok=True)
+    order = {label: i for i, label in enumerate(_row_order(dims))}
+    rows = dict(sorted(rows.items(), key=lambda item: order.get(item[0], len(order))))
+    saved = {"setting": _setting(dims, device), "rows": rows, "notes": notes}
+    results.write_text(json.dumps(saved))
+    return rows
+
+
+def _row_order(dims: Dims) -> list[str]:
+    labels = []
+    for kind in ("bare eager", "bare compiled + fused QKV + channels_last"):
+        labels += [f"{kind}, batch {batch}" for batch in (1, dims.batch)]
+    labels += [f"bare compiled + fp8 weights, batch {batch}" for batch in (1, dims.batch)]
+    return [*labels, "service, one client", f"service, {2 * dims.batch} clients"]
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description="FLUX.1-schnell on a GPU: bare vs service")
     parser.add_argument("--tiny", action="store_true", help="CPU, tiny dimensions (a check)")
     parser.add_argument("--out", type=Path, help="merge the table into this Markdown file")
     parser.add_argument("--count", type=int, help="images per measurement")
     parser.add_argument("--folder", type=Path, help="where the random-weight model is saved")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"which measurements to run this time, of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="JSON file the rows of every run are gathered in (default: "
+        "data/bench-gpu-results.json; with --tiny, a fresh temporary file)",
+    )
     args = parser.parse_args(argv)
+    parts = tuple(part.strip() for part in args.parts.split(",") if part.strip())
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown --parts {sorted(unknown)}; choose from {','.join(PARTS)}")
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imagehub.settings")
     import django
@@ -568,14 +630,27 @@ def main(argv: list[str] | None = None) -> str:
         build(folder, dims, device, dtype)
         print(f"built {folder} in {time.perf_counter() - started:.0f} s", flush=True)
     fp8_reason = fp8_supported(device) if not args.tiny else "not run on the CPU check"
-    rows, notes = bare_rows(
-        folder, dims, device, dtype, compile_backend=backend, fp8_reason=fp8_reason
+    results = args.results or (
+        workdir / "results.json" if args.tiny else ROOT / "data" / "bench-gpu-results.json"
     )
+    rows, notes = gathered(results, dims, device)
+    measured, measured_notes = bare_rows(
+        folder, dims, device, dtype, compile_backend=backend, fp8_reason=fp8_reason, parts=parts
+    )
+    rows.update(measured)
+    notes.update(measured_notes)
     entry = catalog_entry(folder, dims, tiny=args.tiny, fp8=fp8_reason is None)
-    with service(entry, device, workdir) as (base, key):
-        served, served_notes = service_rows(base, key, dims)
-    rows.update(served)
-    notes.update(served_notes)
+    if "service" in parts:
+        gather(results, dims, device, rows, notes)  # what is measured is kept if the service fails
+        with service(entry, device, workdir) as (base, key):
+            served, served_notes = service_rows(base, key, dims)
+        rows.update(served)
+        notes.update(served_notes)
+    rows = gather(results, dims, device, rows, notes)
+    print(f"rows gathered in {results}: {', '.join(rows)}", flush=True)
+    if not any(label.startswith("bare") for label in rows):
+        print("no bare loop measured yet: run --parts eager (or compiled) for the table")
+        return ""
     text = report(dims, device, rows, notes, fp8_reason, estimate_for(entry, folder, dtype))
     print(text)
     if args.out:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import APIKey, CreditEntry, Membership, MonthlySpend, Organization
@@ -54,7 +55,10 @@ def month_of(moment: dt.datetime | None = None) -> dt.date:
     return moment.astimezone(dt.UTC).date().replace(day=1)
 
 
-@transaction.atomic
+# No savepoint of its own when called inside a transaction (every caller's is one, under
+# the organization lock): an error here aborts the caller's transaction, which is what
+# every caller wants; a repeated idempotency key is caught in its own savepoint below.
+@transaction.atomic(savepoint=False)
 def ledger_post(
     *,
     organization: Organization,
@@ -64,15 +68,22 @@ def ledger_post(
     idempotency_key: str,
     generation_id: str = "",
     memo: str = "",
+    locked: bool = False,
 ) -> CreditEntry | None:
     """Append one entry and move the cached balances with it.
+
+    `locked`: `organization` is the row this transaction locked (lock_organization), as
+    moved since by ledger_post; else its row is locked (and read) here.
 
     Returns None when an entry with this idempotency key already exists: that movement
     happened before and must not happen again.
     """
     if not isinstance(amount, int) or not isinstance(held, int):
         raise TypeError("ledger amounts are integer micro-credits")
-    lock_organization(organization.pk)
+    balance, on_hold = organization.credit_balance, organization.credits_held
+    if not locked:
+        row = lock_organization(organization.pk)
+        balance, on_hold = row.credit_balance, row.credits_held
     try:
         with transaction.atomic():
             entry = CreditEntry.objects.create(
@@ -91,7 +102,10 @@ def ledger_post(
     Organization.objects.filter(pk=organization.pk).update(
         credit_balance=F("credit_balance") + amount, credits_held=F("credits_held") + held
     )
-    organization.refresh_from_db(fields=["credit_balance", "credits_held"])
+    # Exact without reading the row again: it is locked by this transaction, so nothing
+    # else moved it between the locked read and this update.
+    organization.credit_balance = balance + amount
+    organization.credits_held = on_hold + held
     return entry
 
 
@@ -122,16 +136,14 @@ def credits_adjust(*, organization: Organization, amount: int, memo: str) -> Cre
 
 
 def _spend_rows(organization_id: int, api_key_id: int | None, month: dt.date):
-    rows = MonthlySpend.objects.filter(organization_id=organization_id, month=month)
-    org_row = rows.filter(api_key__isnull=True).first() or MonthlySpend.objects.create(
-        organization_id=organization_id, api_key=None, month=month
+    """The month's rows of the organization (api_key null) and of the key, in one query."""
+    mine = (
+        Q(api_key__isnull=True)
+        if api_key_id is None
+        else Q(api_key__isnull=True) | Q(api_key_id=api_key_id)
     )
-    key_row = None
-    if api_key_id is not None:
-        key_row = rows.filter(api_key_id=api_key_id).first() or MonthlySpend.objects.create(
-            organization_id=organization_id, api_key_id=api_key_id, month=month
-        )
-    return org_row, key_row
+    rows = MonthlySpend.objects.filter(mine, organization_id=organization_id, month=month)
+    return rows
 
 
 def monthly_spend(
@@ -139,17 +151,30 @@ def monthly_spend(
 ) -> tuple[int, int]:
     """(organization, key) money committed in a month. Call under the organization lock
     for a value that cannot change before you act on it."""
-    org_row, key_row = _spend_rows(organization_id, api_key_id, month)
-    return org_row.amount, (key_row.amount if key_row else 0)
+    org_spent = key_spent = 0
+    for row in _spend_rows(organization_id, api_key_id, month):
+        if row.api_key_id is None:
+            org_spent += row.amount
+        else:
+            key_spent += row.amount
+    return org_spent, key_spent
 
 
 def monthly_spend_add(
     *, organization_id: int, api_key_id: int | None, month: dt.date, amount: int
 ) -> None:
-    """Move the month's committed spend; the caller holds the organization lock."""
-    org_row, key_row = _spend_rows(organization_id, api_key_id, month)
-    ids = [org_row.pk] + ([key_row.pk] if key_row else [])
-    MonthlySpend.objects.filter(pk__in=ids).update(amount=F("amount") + amount)
+    """Move the month's committed spend; the caller holds the organization lock (which
+    also makes the first movement of a month create its rows once). One UPDATE once the
+    month's rows exist."""
+    wanted = 1 if api_key_id is None else 2
+    rows = _spend_rows(organization_id, api_key_id, month)
+    if rows.update(amount=F("amount") + amount) == wanted:
+        return
+    have = {row.api_key_id for row in rows}
+    for key_id in {None, api_key_id} - have:
+        MonthlySpend.objects.create(
+            organization_id=organization_id, api_key_id=key_id, month=month, amount=amount
+        )
 
 
 def _credits(micro: int) -> str:
@@ -175,38 +200,44 @@ def _balance_too_low(organization: Organization, price: int) -> str:
 
 
 def credits_authorize(
-    *, organization: Organization, api_key: APIKey | None, price: int, active_jobs: int
+    *,
+    organization: Organization,
+    api_key: APIKey | None,
+    price: int,
+    active_jobs: Callable[[], int],
 ) -> None:
     """Refuse (429) a request that its limits or its money cannot cover.
 
-    `active_jobs` is the number of the key's jobs in flight (the caller counts them). The
-    caller holds the organization lock (lock_organization), so the numbers read here
+    `active_jobs` counts the key's jobs in flight (called only when the key has a limit).
+    The caller holds the organization lock (lock_organization), so the numbers read here
     cannot change before the hold is written.
     """
     if api_key is not None:
         limit = api_key.max_concurrent or organization.default_max_concurrent
-        if limit and active_jobs >= limit:
+        if limit and (active := active_jobs()) >= limit:
             raise RateLimited(
-                f"This API key already has {active_jobs} generations in flight; its limit is "
+                f"This API key already has {active} generations in flight; its limit is "
                 f"{limit} at a time. Retry when one finishes.",
                 code="rate_limit_exceeded",
                 headers={"Retry-After": "1"},
             )
     if organization.credit_balance < price:
         raise InsufficientQuota(_balance_too_low(organization, price))
+    cap = organization.monthly_spend_cap
+    key_cap = api_key.monthly_spend_cap if api_key else None
+    if cap is None and key_cap is None:
+        return  # no monthly cap to check: no need to read the month's spend
     org_spent, key_spent = monthly_spend(
         organization_id=organization.pk,
         api_key_id=api_key.pk if api_key else None,
         month=month_of(),
     )
-    cap = organization.monthly_spend_cap
     if cap is not None and org_spent + price > cap:
         raise InsufficientQuota(
             f"Your organization's monthly spend cap of {_credits(cap)} would be exceeded "
             f"({_credits(org_spent)} spent or held this month, this request costs "
             f"{_credits(price)}). It resets on the 1st (UTC)."
         )
-    key_cap = api_key.monthly_spend_cap if api_key else None
     if key_cap is not None and key_spent + price > key_cap:
         raise InsufficientQuota(
             f"This API key's monthly spend cap of {_credits(key_cap)} would be exceeded "
@@ -223,7 +254,8 @@ def credits_hold(
     price: int,
     month: dt.date,
 ) -> None:
-    """Set the exact price aside before the work is enqueued (caller holds the lock)."""
+    """Set the exact price aside before the work is enqueued. The caller holds the lock:
+    `organization` is the row lock_organization returned in this transaction."""
     if price:
         ledger_post(
             organization=organization,
@@ -232,6 +264,7 @@ def credits_hold(
             held=price,
             idempotency_key=f"gen:{reference}:hold",
             generation_id=reference,
+            locked=True,
         )
         monthly_spend_add(
             organization_id=organization.pk, api_key_id=api_key_id, month=month, amount=price
@@ -261,6 +294,7 @@ def credits_settle(
             held=-captured,
             idempotency_key=f"gen:{reference}:capture",
             generation_id=reference,
+            locked=True,
         )
     if released:
         entry = ledger_post(
@@ -270,6 +304,7 @@ def credits_settle(
             held=-released,
             idempotency_key=f"gen:{reference}:release",
             generation_id=reference,
+            locked=True,
         )
         if entry is not None:
             monthly_spend_add(

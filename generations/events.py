@@ -66,10 +66,9 @@ def generation_partial(generation_id: str, k: int) -> None:
         logger.warning("could not record the partial event of %s", generation_id, exc_info=True)
 
 
-def generation_finished(generation_id: str) -> None:
-    """completed, failed or canceled, from the row's final status (re-read, so the body
-    shows what was just settled)."""
-    generation = Generation.objects.get(pk=generation_id)
+def generation_finished(generation: Generation) -> None:
+    """completed, failed or canceled, from the final status of `generation` as it was just
+    settled (the row read after the finish, with what the settlement charged)."""
     event = FINISHED.get(generation.status)
     if event is not None:
         generation_event(generation, event)

@@ -130,10 +130,9 @@ def generation_save_image(
     width: int,
     height: int,
 ) -> GeneratedImage:
-    """Store one image file and its row; a repeat of the same index keeps the first."""
-    existing = GeneratedImage.objects.filter(generation=generation, index=index).first()
-    if existing:
-        return existing
+    """Store one image file and its row; a repeat of the same index keeps the first (the
+    worker saves only the indexes it found missing, so a repeat is a race: no query to
+    look first)."""
     name = generation.file_name(f"{generation.id}-{index}", extension)
     image = GeneratedImage(
         generation=generation,
@@ -174,8 +173,9 @@ def finish(
             rows = rows.filter(running_lost())
         done = rows.update(status=status, finished_at=timezone.now(), **fields)
         if done:
-            _settle(Generation.objects.get(pk=generation_id))
-            events.generation_finished(generation_id)  # commits with the change
+            generation = Generation.objects.get(pk=generation_id)
+            _settle(generation)
+            events.generation_finished(generation)  # commits with the change
         transaction.on_commit(lambda: notify.publish(generation_id))
     return bool(done)
 
@@ -192,6 +192,7 @@ def _settle(generation: Generation) -> None:
         month=month_of(generation.created_at),
     )
     Generation.objects.filter(pk=generation.pk).update(charged=captured)
+    generation.charged = captured
     succeeded = generation.status == Generation.Status.SUCCEEDED
     usage_record(
         organization_id=generation.organization_id,

@@ -138,7 +138,7 @@ def generation_create(
             organization=organization,
             api_key=api_key,
             price=price,
-            active_jobs=_active_jobs(api_key),
+            active_jobs=lambda: _active_jobs(api_key),
         )
         generation = Generation.objects.create(
             id=generation_id or new_generation_id(),

@@ -47,11 +47,12 @@ def test_cancel_a_running_generation_stops_between_steps(tenant, api):
     )
     generation_id = created.json()["id"]
     _wait(api, generation_id, "running")
-    started = time.monotonic()
     response = api.post(f"{URL}/{generation_id}/cancel")
     assert response.json()["cancel_requested"] is True
+    # Canceled, not succeeded: the worker stopped between two of the 50 steps (a cancel
+    # seen only after the pipeline call would find the job succeeded). No wall-clock
+    # bound: on a loaded machine a step takes what it takes.
     body = _wait(api, generation_id, "canceled")
-    assert time.monotonic() - started < 5  # 50 steps would take far longer
     assert body["error"]["code"] == "canceled"
     generation = Generation.objects.get(pk=generation_id)
     assert generation.images.count() == 0 and generation.charged == 0

@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.shortcuts import render
 
 from accounts.ledger import credits_top_up
+from accounts.members import membership_change_role, membership_remove
 from accounts.models import (
     APIKey,
     AuditEntry,
@@ -15,7 +16,9 @@ from accounts.models import (
     User,
 )
 from accounts.money import format_credits
+from accounts.selectors import Caller
 from accounts.webhooks.models import WebhookDelivery
+from imagehub.errors import APIError
 
 
 @admin.register(User)
@@ -63,6 +66,36 @@ class OrganizationAdmin(admin.ModelAdmin):
     readonly_fields = ("credit_balance", "credits_held", "low_balance_notified_month")
     inlines = [MembershipInline]
     actions = ["add_credits"]
+
+    def save_formset(self, request, form, formset, change):
+        """Memberships removed or demoted here go through the same services as on the
+        Members page: the person's keys in the organization are revoked (as a demotion
+        revokes those made with the higher role) and an audit entry names the staff user
+        who did it. The last owner stays, with a message saying why."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        instances = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            self._membership_service(request, membership, remove=True)
+        for membership in instances:
+            if membership.pk is None:
+                membership.save()
+                continue
+            self._membership_service(request, membership, remove=False)
+        formset.save_m2m()
+        return None
+
+    def _membership_service(self, request, membership: Membership, *, remove: bool) -> None:
+        stored = Membership.objects.select_related("user", "organization").get(pk=membership.pk)
+        # Staff act with an owner's powers; the audit entry names them.
+        caller = Caller(organization=stored.organization, user=request.user, role="owner")
+        try:
+            if remove:
+                membership_remove(caller=caller, membership=stored)
+            elif stored.role != membership.role:
+                membership_change_role(caller=caller, membership=stored, role=membership.role)
+        except APIError as exc:
+            self.message_user(request, f"{stored.user.email}: {exc.message}", messages.ERROR)
 
     # Exact credits in the list (accounts/money.py); the micro-credits in the edit form.
     @admin.display(description="balance", ordering="credit_balance")

@@ -4,6 +4,8 @@ who did what to which keys."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 from accounts.models import APIKey, AuditEntry, Membership
 from tests.accounts.test_pages import browser, page_text
 from tests.conftest import Tenant, bearer_client
@@ -119,3 +121,86 @@ def test_keys_of_a_departed_member_made_before_the_release_are_revoked(db):
     key.refresh_from_db()
     tenant.key.refresh_from_db()
     assert key.revoked_at is not None and tenant.key.revoked_at is None
+
+
+class _Form(HTMLParser):
+    """The fields of the admin's change form, as a browser would post them."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button"):
+            if attrs.get("type") == "checkbox":
+                if "checked" in attrs:
+                    self.fields[name] = attrs.get("value", "on")
+            else:
+                self.fields[name] = attrs.get("value", "")
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields[self._select] = attrs.get("value", "")
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+
+
+def _admin_change(client, organization, change) -> None:
+    url = f"/admin/accounts/organization/{organization.pk}/change/"
+    form = _Form()
+    form.feed(client.get(url).content.decode())
+    data = dict(form.fields)
+    change(data)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+
+def _inline_prefix(data: dict, membership: Membership) -> str:
+    return next(
+        key.removesuffix("-id")
+        for key, value in data.items()
+        if key.endswith("-id") and value == str(membership.pk)
+    )
+
+
+def test_staff_removing_a_member_in_the_admin_ends_their_keys(tenant, client, django_user_model):
+    staff = django_user_model.objects.create_superuser(email="ops@example.com", password="x")
+    member = tenant.member(Role.ADMIN)
+    _, generate = tenant.new_key(member)
+    demoted = tenant.member(Role.ADMIN, email="second@example.com")
+    _, admin_made = tenant.new_key(demoted, scope=APIKey.Scope.MANAGE)
+    client.force_login(staff)
+
+    def remove_one_demote_other(data):
+        data[_inline_prefix(data, _membership(tenant, member)) + "-DELETE"] = "on"
+        data[_inline_prefix(data, _membership(tenant, demoted)) + "-role"] = Role.MEMBER
+
+    _admin_change(client, tenant.org, remove_one_demote_other)
+
+    assert not Membership.objects.filter(organization=tenant.org, user=member).exists()
+    assert _membership(tenant, demoted).role == Role.MEMBER
+    for secret in (generate, admin_made):  # made with a role they no longer have
+        assert bearer_client(secret).get("/v1/credits").status_code == 401
+    entries = {e.subject_email: e for e in AuditEntry.objects.filter(organization=tenant.org)}
+    assert entries[member.email].action == "member_removed"
+    assert entries[member.email].actor_email == staff.email
+    assert entries[demoted.email].action == "member_demoted"
+    assert bearer_client(tenant.secret).get("/v1/credits").status_code == 200
+
+
+def test_the_admin_keeps_the_last_owner(tenant, client, django_user_model):
+    staff = django_user_model.objects.create_superuser(email="ops@example.com", password="x")
+    client.force_login(staff)
+    owner = _membership(tenant, tenant.user)
+
+    def remove_owner(data):
+        data[_inline_prefix(data, owner) + "-DELETE"] = "on"
+
+    _admin_change(client, tenant.org, remove_owner)
+    assert Membership.objects.filter(pk=owner.pk, role=Role.OWNER).exists()
+    assert bearer_client(tenant.secret).get("/v1/credits").status_code == 200

@@ -70,6 +70,7 @@ class Bare:
         self.pipe.set_progress_bar_config(disable=True)
         self.guidance = guidance
         self.load_seconds = time.perf_counter() - started
+        self.cpu_per_image: dict[int, float] = {}  # CPU seconds of one call, by size
 
     def call(self, size: int, seed: int) -> float:
         started = time.perf_counter()
@@ -86,10 +87,58 @@ class Bare:
 
     def images_per_second(self, size: int, count: int) -> float:
         self.call(size, 0)  # warm
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for seed in tqdm(range(count), desc=f"bare {size}²", leave=False):
             self.call(size, seed)
+        self.cpu_per_image[size] = (time.process_time() - cpu) / count
         return count / (time.perf_counter() - started)
+
+
+# --- CPU time per process ------------------------------------------------------------------------
+# The stack's processes (set by stack()): its CPU seconds per request tell where a 2-core
+# machine's cores go, whatever else runs beside the benchmark.
+STACK: dict = {}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU seconds so far of the web processes, the worker, this database's PostgreSQL
+    backends and the Redis server (all of its clients: on a shared machine, an upper
+    bound)."""
+    import psycopg
+    import redis
+
+    web = STACK["web"]
+    snapshot = {
+        "web": sum(_proc_cpu(pid) for pid in [web, *_children(web)]),
+        "worker": _proc_cpu(STACK["worker"]),
+    }
+    with psycopg.connect(ADMIN_DB, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (STACK["database"],)
+        ).fetchall()
+    snapshot["postgres"] = sum(_proc_cpu(pid) for (pid,) in pids)
+    info = redis.Redis.from_url(STACK["broker"]).info("cpu")
+    snapshot["redis"] = info["used_cpu_user"] + info["used_cpu_sys"]
+    return snapshot
 
 
 # --- the full stack -------------------------------------------------------------------------
@@ -165,6 +214,12 @@ def stack(*, batching: bool, extra_env: dict | None = None, warm: str = MODEL):
         ),
     ]
     base = f"http://127.0.0.1:{port}"
+    STACK.update(
+        web=processes[0].pid,
+        worker=processes[1].pid,
+        database=database,
+        broker=env["DRAMATIQ_BROKER_URL"],
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -213,6 +268,7 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
         session.headers["Authorization"] = f"Bearer {key}"
     for session in sessions:  # warm connections, worker and model
         request(session, base, size, 0)
+    cpu_before, client_before = cpu_snapshot(), time.process_time()
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         results = list(
@@ -224,8 +280,12 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
             )
         )
     wall = time.perf_counter() - started
+    cpu_after, client_after = cpu_snapshot(), time.process_time()
+    cpu = {name: (cpu_after[name] - cpu_before[name]) / count for name in cpu_after}
+    cpu["client"] = (client_after - client_before) / count
     overhead = [r["e2e"] - r["inference"] - r["queue"] for r in results]
     return {
+        "cpu": cpu,
         "ips": count / wall,
         "e2e_p50": pct([r["e2e"] for r in results], 50),
         "over_p50": pct(overhead, 50),
@@ -235,6 +295,40 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
 
 
 # --- report -----------------------------------------------------------------------------------
+def cpu_section(throughput: dict, bare_cpu: dict[int, float]) -> list[str]:
+    """Where the cores go: CPU milliseconds per request of each process, against the bare
+    loop's CPU per image. On a CPU-only host the device's work and the gateway's share the
+    same cores, so this, not a wait, bounds the throughput."""
+    lines = [
+        "## CPU per request",
+        "",
+        "CPU milliseconds each process spent per request during the throughput runs above "
+        "(/proc utime + stime; PostgreSQL: this database's backends; Redis: the whole "
+        "server, an upper bound). `worker beyond the call` is the worker's CPU less the "
+        "bare loop's CPU for one call of the same size (batched calls cost less than that, "
+        "so with batching it is a lower bound). Bound = cores ÷ (CPU per request, all "
+        "processes): the most requests a second this machine's cores can serve.",
+        "",
+        "| size | batching | concurrency | bare call | worker | worker beyond the call | web "
+        "| PostgreSQL | Redis | client | bound (img/s) | measured img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cores = os.cpu_count() or 1
+    for batching in (False, True):
+        for (size, concurrency), r in throughput[batching].items():
+            cpu, call = r["cpu"], bare_cpu.get(size, 0.0)
+            total = sum(cpu.values())
+            lines.append(
+                f"| {size}² | {'on' if batching else 'off'} | {concurrency} | {call * 1000:.1f} "
+                f"| {cpu['worker'] * 1000:.1f} | {(cpu['worker'] - call) * 1000:.1f} "
+                f"| {cpu['web'] * 1000:.1f} | {cpu['postgres'] * 1000:.1f} "
+                f"| {cpu['redis'] * 1000:.1f} | {cpu['client'] * 1000:.1f} "
+                f"| {cores / total:.1f} | {r['ips']:.2f} |"
+            )
+    lines.append("")
+    return lines
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -346,6 +440,7 @@ def main() -> None:
         "1024² figure on an H100 is still to be measured.",
         "",
     ]
+    lines += cpu_section(throughput, bare.cpu_per_image)
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.bench [--quick] [--out BENCHMARKS.md]
 
-Full stack = gunicorn (HTTP, bearer auth, validation, credit hold, records) → Redis broker
+Full stack = gunicorn with the event-loop worker of `make web` (HTTP, bearer auth,
+validation, credit hold, records) → Redis broker
 → a separate `runworker` process (claim, diffusers, PNG encoding, storage, settlement) →
 completion notice → the waiting request reads the files back and answers. Database:
 PostgreSQL. Bare loop = one process calling `pipe()` once per image, batch 1, same demo
@@ -185,16 +186,17 @@ def stack(*, batching: bool, extra_env: dict | None = None, warm: str = MODEL):
     processes = [
         subprocess.Popen(
             [
+                # What `make web` runs (its GUNICORN_OPTS), with one web process.
                 str(BIN / "gunicorn"),
-                "imagehub.wsgi",
+                "imagehub.asgi",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
                 "1",
                 "--worker-class",
-                "gthread",
-                "--threads",
-                "64",
+                "imagehub.server.Worker",
+                "--timeout",
+                "360",
                 # Clients reuse connections between requests; gunicorn's default of 2 s
                 # would close idle ones under them.
                 "--keep-alive",
@@ -370,7 +372,8 @@ def main() -> None:
         "",
         f"Model `{MODEL}` (random-weight SD-style pipeline built by `build_demo_models`), "
         f"{STEPS} steps, guidance {spec.default_guidance}, PNG output, `b64_json`. Stack: "
-        "gunicorn + PostgreSQL + Redis broker + one separate worker process (default "
+        "gunicorn (one process, the event-loop worker of `make web`) + PostgreSQL + Redis "
+        "broker + one separate worker process (default "
         "threads: 3 with batching off, 16 with it on), all on this machine.",
         "",
     ]

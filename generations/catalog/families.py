@@ -42,8 +42,10 @@ class Family:
     max_input_images: int = 1
     # How the pipeline sizes a reference image before its VAE (see fed_size()).
     reference_rule: str = ""
-    # The smallest side a reference image may have (FLUX.2 refuses smaller ones).
+    # The smallest side a reference image may have, and its longest side over its
+    # shortest at most (FLUX.2's Flux2ImageProcessor.check_image_input refuses others).
     min_reference_side: int = 0
+    max_reference_aspect: float = 0.0
     # dtype on CUDA: the one the family is trained and released in.
     dtype: str = "bfloat16"
     # Pipelines built on the loaded one for image-to-image and inpainting when
@@ -85,20 +87,24 @@ FAMILIES: dict[str, Family] = {
         Family(
             "flux2",
             "Flux2Pipeline",
-            (GENERATE, EDIT_INSTRUCTION),
+            (GENERATE, EDIT_INSTRUCTION, PARTIAL_IMAGES),
             packing=2,
             max_input_images=10,
             reference_rule="flux2",
             min_reference_side=64,
+            max_reference_aspect=8,
+            latent_layout="flux2",
         ),
         Family(
             "flux2-klein",
             "Flux2KleinPipeline",
-            (GENERATE, EDIT_INSTRUCTION),
+            (GENERATE, EDIT_INSTRUCTION, PARTIAL_IMAGES),
             packing=2,
             max_input_images=4,
             reference_rule="flux2",
             min_reference_side=64,
+            max_reference_aspect=8,
+            latent_layout="flux2",
         ),
         Family(
             "qwen-image",

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from generations.catalog import ModelSpec
-from generations.engine import accelerate, families, sources
+from generations.engine import accelerate, families, processors, sources
 from generations.engine.cache import (
     MB,
     ModelLoadError,
@@ -124,12 +124,16 @@ class Engine:
             with warnings.catch_warnings():
                 # diffusers renames torch_dtype to dtype; the old name works on every version.
                 warnings.simplefilter("ignore", FutureWarning)
+                # Vision-language processors transformers builds only with torchvision.
+                substitutes = processors.substitutes(source, local_files_only=found.cached)
                 pipe = DiffusionPipeline.from_pretrained(
                     source,
                     torch_dtype=families.dtype_for(spec, self.device),
                     # Cached files load without asking the hub (which may be unreachable).
                     local_files_only=found.cached,
+                    **processors.skipped(substitutes),
                 )
+                processors.attach(pipe, substitutes)
             if spec.scheduler:
                 import diffusers
 

@@ -32,15 +32,19 @@ FAMILIES = {
         "generate edit_image_to_image inpaint variation partial_images",
         16,
     ),
-    "t-flux2-klein": ("tiny-flux2-klein", "generate edit_instruction", 16),
+    "t-flux2": ("tiny-flux2-dev", "generate edit_instruction partial_images", 16),
+    "t-flux2-klein": ("tiny-flux2-klein", "generate edit_instruction partial_images", 16),
     "t-qwen-image": (
         "tiny-qwen-image",
         "generate edit_image_to_image inpaint variation partial_images",
         16,
     ),
+    "t-qwen-edit": ("tiny-qwen-image-edit", "edit_instruction partial_images", 16),
+    "t-qwen-edit-plus": ("tiny-qwen-image-edit-plus", "edit_instruction partial_images", 16),
     # A family with no code of its own here: everything from its files.
     "t-pixart": ("tiny-pixart-sigma", "generate", 16),
 }
+GENERATORS = [m for m, f in FAMILIES.items() if "generate" in f[1].split()]
 EDITS = ("edit_image_to_image", "inpaint", "variation")
 
 
@@ -119,7 +123,7 @@ def error_param(response, status: int = 400) -> str:
 BASE = {"size": "64x64", "num_inference_steps": 2, "response_format": "b64_json"}
 
 
-@pytest.mark.parametrize("model", FAMILIES)
+@pytest.mark.parametrize("model", GENERATORS)
 def test_family_generates_with_per_image_seeds_and_token_usage(api, families, model):
     _, capabilities, latent = FAMILIES[model]
     listed = ok(api.get(f"/v1/models/{model}"))
@@ -145,7 +149,7 @@ def test_family_generates_with_per_image_seeds_and_token_usage(api, families, mo
     assert nearly_equal(decode(again["data"][0]), images[1])
 
 
-@pytest.mark.parametrize("model", [m for m, f in FAMILIES.items() if "partial" in f[1]])
+@pytest.mark.parametrize("model", [m for m in GENERATORS if "partial" in FAMILIES[m][1]])
 def test_family_streams_partial_images(api, families, model):
     response = post(
         api,
@@ -180,7 +184,7 @@ def test_batched_calls_give_each_request_its_own_images(families):
     from generations.engine.pipelines import Engine
 
     engine = Engine(device="cpu")
-    for model in FAMILIES:
+    for model in GENERATORS:
         spec = catalog.get_model(model)
 
         def request(prompt, seeds, spec=spec):
@@ -235,6 +239,75 @@ def test_kontext_edits_one_image_by_instruction(api, families):
     # Kontext resizes a square reference to 1024x1024 before encoding it: 64 x 64 tokens.
     assert body["usage"]["input_tokens_details"]["image_tokens"] == 64 * 64
     assert decode(body["data"][0]).size == (64, 64)
+
+
+# model id -> (the most references one edit takes, image tokens of an 80x64 and a 64x64
+# reference at the size the pipeline feeds them to its VAE)
+SEVERAL = {
+    # FLUX.2 keeps a reference's size (up to 1 MP), snapped to 16: (80/16)(64/16) + 4 x 4.
+    "t-flux2": (10, 5 * 4 + 4 * 4),
+    # Qwen-Image-Edit Plus resizes each to about 1 MP in multiples of 32: 1152x928 and
+    # 1024x1024.
+    "t-qwen-edit-plus": (3, (1152 // 16) * (928 // 16) + (1024 // 16) ** 2),
+}
+
+
+def edit_body(model: str, images: list, **fields) -> dict:
+    body = {"model": model, "prompt": "put the cat from image 2 on the sofa of image 1",
+            "image[]": images, "num_inference_steps": 2, "response_format": "b64_json"}  # fmt: skip
+    return {**body, **fields}
+
+
+@pytest.mark.parametrize("model", SEVERAL)
+def test_instruction_edit_takes_references_up_to_the_model_limit(api, families, tenant, model):
+    limit, tokens = SEVERAL[model]
+    assert ok(api.get(f"/v1/models/{model}"))["max_input_images"] == limit
+    two = [upload(gradient_png((80, 64))), upload(gradient_png((64, 64)))]
+    body = ok(multipart(api, **edit_body(model, two, n=2, seed=3, size="64x64")))
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == tokens
+    assert body["usage"]["output_tokens"] == 2 * 4 * 4
+    assert [item["seed"] for item in body["data"]] == [3, 4]
+    images = [decode(item) for item in body["data"]]
+    assert images[0].tobytes() != images[1].tobytes()
+    two = [upload(gradient_png((80, 64))), upload(gradient_png((64, 64)))]
+    alone = ok(multipart(api, **edit_body(model, two, seed=4, size="64x64")))
+    assert nearly_equal(decode(alone["data"][0]), images[1])
+    one = ok(multipart(api, **edit_body(model, [upload(gradient_png((80, 64)))], seed=4,
+                                        size="64x64")))  # fmt: skip
+    # The second reference reached the model: without it the picture changes.
+    assert decode(one["data"][0]).tobytes() != images[1].tobytes()
+    generations = tenant.org.generations.count()
+    too_many = [upload(gradient_png((64, 64))) for _ in range(limit + 1)]
+    assert error_param(multipart(api, **edit_body(model, too_many))) == "image"
+    assert tenant.org.generations.count() == generations
+
+
+def test_qwen_image_edit_takes_one_reference(api, families, tenant):
+    assert ok(api.get("/v1/models/t-qwen-edit"))["max_input_images"] == 1
+    two = [upload(gradient_png((64, 64))), upload(gradient_png((64, 64)))]
+    assert error_param(multipart(api, **edit_body("t-qwen-edit", two))) == "image"
+    assert not tenant.org.generations.exists()
+    body = ok(multipart(api, **edit_body("t-qwen-edit", [upload(gradient_png((80, 64)))])))
+    # Resized to about 1 MP in multiples of 32 (1152x928) before its VAE: 72 x 58 tokens.
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 72 * 58
+    assert decode(body["data"][0]).size == (80, 64)
+    generated = gen(api, model="t-qwen-edit", prompt="a cat")
+    assert error_param(generated) == "model"
+
+
+@pytest.mark.parametrize("model", ["t-flux2", "t-qwen-edit", "t-qwen-edit-plus"])
+def test_instruction_edits_stream_partial_images(api, families, model):
+    body = edit_body(model, [upload(gradient_png((64, 64)))], stream="true", partial_images=1)
+    response = multipart(api, **body)
+    assert response.status_code == 200, response.content
+    text = b"".join(response.streaming_content).decode()
+    names = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event:")]
+    assert names == ["image_edit.partial_image", "image_edit.completed"]
+    partial = next(
+        json.loads(line[len("data: "):]) for line in text.splitlines()
+        if line.startswith("data:") and "partial_image" in line
+    )  # fmt: skip
+    assert Image.open(io.BytesIO(base64.b64decode(partial["b64_json"]))).size == (64, 64)
 
 
 def test_what_a_model_cannot_do_is_a_400_before_anything_is_held(api, families, tenant):

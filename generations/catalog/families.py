@@ -19,6 +19,15 @@ INPAINT = "inpaint"
 VARIATION = "variation"
 PARTIAL_IMAGES = "partial_images"
 CAPABILITIES = (GENERATE, EDIT_INSTRUCTION, EDIT_IMAGE_TO_IMAGE, INPAINT, VARIATION, PARTIAL_IMAGES)
+# How the pages (the key form, the models page) name them.
+CAPABILITY_LABELS = {
+    GENERATE: "generate",
+    EDIT_INSTRUCTION: "instruction edit",
+    EDIT_IMAGE_TO_IMAGE: "image-to-image",
+    INPAINT: "inpaint",
+    VARIATION: "variations",
+    PARTIAL_IMAGES: "partial images",
+}
 
 _UNET = (GENERATE, EDIT_IMAGE_TO_IMAGE, INPAINT, VARIATION, PARTIAL_IMAGES)
 

@@ -151,10 +151,12 @@ FAMILIES: dict[str, Family] = {
         Family(
             "chroma",
             "ChromaPipeline",
-            # ChromaInpaintPipeline fails on diffusers 0.42 (reads FLUX's guidance_embeds).
-            (GENERATE, EDIT_IMAGE_TO_IMAGE, VARIATION, PARTIAL_IMAGES),
+            _UNET,
             packing=2,
             img2img_pipeline="ChromaImg2ImgPipeline",
+            # Fails as released in diffusers 0.42 (it reads FLUX's guidance_embeds from
+            # Chroma's transformer config); engine/families.py declares it absent.
+            inpaint_pipeline="ChromaInpaintPipeline",
             latent_layout="flux",
         ),
     )

@@ -80,3 +80,16 @@ def derived_pipeline_class(spec: ModelSpec, task: str):
     import diffusers
 
     return getattr(diffusers, name)
+
+
+def repair_derived(pipe) -> None:
+    """Upstream bugs of derived pipelines, worked around on the built one.
+
+    ChromaInpaintPipeline (diffusers 0.42) reads `transformer.config.guidance_embeds`, a
+    FLUX.1 field Chroma's transformer config does not have (Chroma has no guidance
+    embedding: the pipeline would pass none), and fails with AttributeError. The field
+    is declared False, which is what the model is; nothing else reads it."""
+    transformer = getattr(pipe, "transformer", None)
+    config = getattr(transformer, "config", None)
+    if config is not None and "guidance_embeds" not in config:
+        transformer.register_to_config(guidance_embeds=False)

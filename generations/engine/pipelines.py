@@ -94,6 +94,7 @@ class Engine:
                 pipe = auto.from_pipe(base)
             except (ValueError, KeyError) as exc:
                 raise UnsupportedTask(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
+            families.repair_derived(pipe)
             pipe.set_progress_bar_config(disable=True)
             return pipe
 

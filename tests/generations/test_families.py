@@ -26,7 +26,11 @@ FAMILIES = {
     "t-sdxl": ("tiny-sdxl", "generate edit_image_to_image inpaint variation partial_images", 8),
     "t-sd3": ("tiny-sd3", "generate edit_image_to_image inpaint variation partial_images", 16),
     "t-kontext": ("tiny-flux-kontext", "generate edit_instruction partial_images", 16),
-    "t-chroma": ("tiny-chroma", "generate edit_image_to_image variation partial_images", 16),
+    "t-chroma": (
+        "tiny-chroma",
+        "generate edit_image_to_image inpaint variation partial_images",
+        16,
+    ),
     "t-z-image": (
         "tiny-z-image",
         "generate edit_image_to_image inpaint variation partial_images",
@@ -175,7 +179,14 @@ def test_family_edits_it_lists(api, families, model, capability):
     if capability == "inpaint":
         body["mask"] = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
     data = ok(api.post(url, body, format="multipart"))["data"]
-    assert decode(data[0]).size == (64, 64)
+    result = decode(data[0])
+    assert result.size == (64, 64)
+    if capability == "inpaint":
+        # The hole is repainted; the rest comes back as sent.
+        sent = Image.open(io.BytesIO(gradient_png((64, 64)))).convert("RGB")
+        diff = ImageChops.difference(result, sent)
+        assert diff.crop((0, 0, 32, 32)).getbbox() is not None
+        assert diff.crop((32, 0, 64, 64)).getbbox() is None
 
 
 def test_batched_calls_give_each_request_its_own_images(families):

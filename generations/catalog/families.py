@@ -63,6 +63,9 @@ class Family:
     inpaint_pipeline: str = ""
     # How latents are laid out in a step callback, for partial images (engine/latents.py).
     latent_layout: str = "spatial"
+    # Whether classifier-free guidance runs the unconditional pass in the same denoiser
+    # call (twice the batch: the memory estimate doubles) or in a second call.
+    cfg_batched: bool = True
 
     def takes_several_images(self) -> bool:
         return self.max_input_images > 1
@@ -82,6 +85,7 @@ FAMILIES: dict[str, Family] = {
             tokenizer="tokenizer_2",
             negative_prompt=False,
             latent_layout="flux",
+            cfg_batched=False,
         ),
         Family(
             "flux-kontext",
@@ -92,6 +96,7 @@ FAMILIES: dict[str, Family] = {
             negative_prompt=False,
             reference_rule="kontext",
             latent_layout="flux",
+            cfg_batched=False,
         ),
         Family(
             "flux2",
@@ -122,6 +127,7 @@ FAMILIES: dict[str, Family] = {
             packing=2,
             guidance="true_cfg_scale",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "qwen-image-edit",
@@ -131,6 +137,7 @@ FAMILIES: dict[str, Family] = {
             guidance="true_cfg_scale",
             reference_rule="qwen",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "qwen-image-edit-plus",
@@ -141,6 +148,7 @@ FAMILIES: dict[str, Family] = {
             max_input_images=3,
             reference_rule="qwen",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "z-image",
@@ -158,6 +166,7 @@ FAMILIES: dict[str, Family] = {
             # Chroma's transformer config); engine/families.py declares it absent.
             inpaint_pipeline="ChromaInpaintPipeline",
             latent_layout="flux",
+            cfg_batched=False,
         ),
     )
 }

@@ -382,3 +382,52 @@ def test_prices_follow_what_the_model_denoises(extra_model):
     _, small = request_price(flux2, width=512, height=512, steps=28, n=1)
     # price_per_megapixel_step x megapixel-steps, rounded up: 4x the pixels, 4x the price.
     assert (big, small) == (29_361, 7_341)
+
+
+def test_memory_estimates_follow_each_family(families):
+    """The cache's activation headroom reads each family's geometry (engine/cache.py)."""
+    import dataclasses
+
+    from generations.engine.cache import activation_bytes, largest_call
+    from generations.engine.pipelines import Engine
+
+    engine = Engine(device="cpu")
+    flux2 = catalog.get_model("t-flux2")
+    pipe = engine.pipeline(flux2)
+    one = dataclasses.replace(flux2, max_input_images=1)
+    images, _ = largest_call(flux2)
+    # Nine more 1 MP references of 64 x 64 tokens each, through a 2 x 16 wide transformer,
+    # float32, 24 live tensors, no guidance batch (FLUX.2 [dev] takes no negative prompt).
+    extra = images * 9 * 64 * 64 * 32 * 4 * 24
+    assert activation_bytes(flux2, pipe) - activation_bytes(one, pipe) == extra
+    # Qwen-Image runs its negative prompt as a second call: no doubled batch. SD3 batches.
+    for model, doubles in (("t-qwen-image", False), ("t-sd3", True)):
+        spec = catalog.get_model(model)
+        pipe = engine.pipeline(spec)
+        plain = dataclasses.replace(spec, supports_negative_prompt=False)
+        assert (activation_bytes(spec, pipe) > activation_bytes(plain, pipe)) is doubles, model
+    # Z-Image's width is its `dim` (32 here), not a UNet's default.
+    z_image = catalog.get_model("t-z-image")
+    pipe = engine.pipeline(z_image)
+    images, pixels = largest_call(z_image)
+    vae = images * pixels * 8 * 4 * 8  # the VAE's first block: 8 channels
+    denoiser = images * 2 * (pixels // 16**2) * 32 * 4 * 24  # its CFG is one batched call
+    assert activation_bytes(z_image, pipe) == vae + denoiser
+
+
+def test_dtype_on_a_gpu_is_the_family_one_unless_the_gpu_lacks_bf16(families, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from generations.engine import families as engine_families
+
+    qwen, sd = catalog.get_model("t-qwen-image"), catalog.get_model("sd-1.5")
+    assert engine_families.dtype_for(qwen, "cpu") is torch.float32
+    monkeypatch.setattr(engine_families, "_bf16_supported", lambda device: True)
+    assert engine_families.dtype_for(qwen, "cuda") is torch.bfloat16
+    assert engine_families.dtype_for(sd, "cuda") is torch.float16
+    monkeypatch.setattr(engine_families, "_bf16_supported", lambda device: False)
+    assert engine_families.dtype_for(qwen, "cuda") is torch.float16
+    forced = dataclasses.replace(qwen, dtype="bfloat16")
+    assert engine_families.dtype_for(forced, "cuda") is torch.bfloat16

@@ -431,3 +431,32 @@ def test_dtype_on_a_gpu_is_the_family_one_unless_the_gpu_lacks_bf16(families, mo
     assert engine_families.dtype_for(qwen, "cuda") is torch.float16
     forced = dataclasses.replace(qwen, dtype="bfloat16")
     assert engine_families.dtype_for(forced, "cuda") is torch.bfloat16
+
+
+def test_a_full_architecture_from_configs_alone_serves_through_the_api(
+    api, settings, tmp_path, family_models
+):
+    """What `make bench-gpu --configs` builds: a model folder of configs and tokenizer
+    files (no weights) made into random weights (family_models.save_random), served with
+    only id and source. Qwen-Image-Edit Plus: its Qwen2VLProcessor comes from its files."""
+    from generations.engine.family_models import save_random
+
+    configs = tmp_path / "configs"
+    shutil.copytree(family_models / "tiny-qwen-image-edit-plus", configs)
+    for weights in configs.rglob("*.safetensors"):
+        weights.unlink()
+    save_random(configs, tmp_path / "random")
+    index = json.loads((tmp_path / "random" / "model_index.json").read_text())
+    assert index["processor"] == ["transformers", "Qwen2VLProcessor"]
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps([{"id": "random-edit", "source": str(tmp_path / "random")}]))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        listed = ok(api.get("/v1/models/random-edit"))
+        assert listed["capabilities"] == ["edit_instruction", "partial_images"]
+        body = ok(multipart(api, **edit_body("random-edit", [square(), square()], size="64x64")))
+        assert decode(body["data"][0]).size == (64, 64)
+        assert body["usage"]["input_tokens_details"]["image_tokens"] == 2 * 64 * 64
+    finally:
+        catalog.catalog.cache_clear()

@@ -28,8 +28,9 @@ import transformers
 from generations.engine import processors
 from generations.engine.demo_models import _save
 from generations.engine.family_models import flux, qwen, sd
+from generations.engine.family_models.parts import name_component
 
-__all__ = ["TINY_BUILDERS", "build_tiny", "from_configs", "tiny_built"]
+__all__ = ["TINY_BUILDERS", "build_tiny", "from_configs", "save_random", "tiny_built"]
 
 TINY_BUILDERS: dict[str, Callable[[], diffusers.DiffusionPipeline]] = {
     "tiny-sdxl": sd.sdxl,
@@ -82,26 +83,50 @@ def build_tiny(name: str, path: Path) -> None:
 def from_configs(folder: str | Path, *, device: str = "cpu", dtype=torch.float32):
     """The pipeline of a model folder holding its configs and tokenizer files but no
     weights (e.g. `huggingface_hub.snapshot_download(repo, allow_patterns=["*.json",
-    "*.txt", "*.model", "*.jinja"])`), with random weights, full size, on `device`."""
+    "*.txt", "*.model", "*.jinja"])`), with random weights, full size, on `device`: the
+    modules are made there in `dtype` (a 32B transformer never passes through the CPU or
+    float32)."""
     root = Path(folder)
     index = json.loads((root / "model_index.json").read_text())
     substitutes = processors.substitutes(str(root), local_files_only=True, index=index)
     components = dict(substitutes)
-    for name, value in index.items():
-        skip = name.startswith("_") or not isinstance(value, list) or None in value
-        if skip or name in components:
-            continue
-        library, class_name = value
-        module = diffusers if library == "diffusers" else transformers
-        cls = getattr(module, class_name)
-        sub = root / name
-        if hasattr(cls, "from_config") and library == "diffusers":
-            with torch.device(device):
-                components[name] = cls.from_config(cls.load_config(sub))
-        elif issubclass(cls, transformers.PreTrainedModel):
-            with torch.device(device):
-                components[name] = cls(transformers.AutoConfig.from_pretrained(sub))
-        else:  # tokenizers, processors, schedulers: their files are the whole thing
-            components[name] = cls.from_pretrained(sub)
+    default_dtype = torch.get_default_dtype()
+    torch.manual_seed(0)
+    torch.set_default_dtype(dtype)
+    try:
+        for name, value in index.items():
+            skip = name.startswith("_") or not isinstance(value, list) or None in value
+            if not skip and name not in components:
+                components[name] = _random_component(root / name, *value, device=device)
+    finally:
+        torch.set_default_dtype(default_dtype)
     pipe = getattr(diffusers, index["_class_name"])(**components)
     return pipe.to(device=device, dtype=dtype)
+
+
+def _random_component(sub: Path, library: str, class_name: str, *, device: str):
+    module = diffusers if library == "diffusers" else transformers
+    cls = getattr(module, class_name)
+    if hasattr(cls, "from_config") and library == "diffusers":
+        with torch.device(device):
+            return cls.from_config(cls.load_config(sub))
+    if issubclass(cls, transformers.PreTrainedModel):
+        with torch.device(device):
+            return cls(transformers.AutoConfig.from_pretrained(sub))
+    return cls.from_pretrained(sub)  # tokenizers, processors, schedulers: files only
+
+
+def save_random(configs: str | Path, folder: Path, *, device: str = "cpu", dtype=torch.float32):
+    """`from_configs(configs)` saved as a diffusers folder that loads like the real model:
+    the processors this host substituted keep the real checkpoint's files and class."""
+    import shutil
+
+    configs = Path(configs)
+    pipe = from_configs(configs, device=device, dtype=dtype)
+    _save(pipe, folder)
+    index = json.loads((configs / "model_index.json").read_text())
+    for name in processors.substitutes(str(configs), local_files_only=True, index=index):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        shutil.copytree(configs / name, folder / name)
+        name_component(folder, name, *index[name])
+    del pipe

@@ -1,5 +1,5 @@
 """Every model family through the API, each a tiny random-weight build of its real pipeline
-class (generations/engine/family_models.py), loaded by `from_pretrained` from the data dir
+class (generations/engine/family_models/), loaded by `from_pretrained` from the data dir
 like a downloaded model. Built once and kept until the builders change."""
 
 from __future__ import annotations

@@ -329,6 +329,10 @@ def test_what_a_model_cannot_do_is_a_400_before_anything_is_held(api, families, 
     mask = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
     assert error_param(multipart(api, **kontext, image=square(), mask=mask)) == "mask"
     assert error_param(multipart(api, **kontext, image=square(), strength=0.5)) == "strength"
+    # FLUX.2 refuses references under 64 pixels a side or over 8:1 (its image processor).
+    klein = {**edit, "model": "t-flux2-klein"}
+    for size in ((48, 64), (576, 64)):
+        assert error_param(multipart(api, **klein, image=upload(gradient_png(size)))) == "image"
     assert error_param(multipart(api, **edit, model="t-pixart", image=square())) == "image"
     variations = "/v1/images/variations"
     assert error_param(multipart(api, variations, model="t-flux2-klein", image=square())) == "model"

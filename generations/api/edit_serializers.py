@@ -108,7 +108,8 @@ class EditRequestSerializer(GenerationRequestSerializer):
         if aspect and any(max(u.width, u.height) > aspect * min(u.width, u.height) for u in images):
             raise _bad(
                 "image",
-                f"Model '{spec.id}' takes images at most {aspect:g} times longer than wide.",
+                f"Model '{spec.id}' takes images whose long side is at most {aspect:g}x "
+                "the short one.",
             )
         if attrs.get("strength") is not None:
             raise _bad(

@@ -37,9 +37,15 @@ def torchvision_missing() -> bool:
 def _pixtral(source: str, folder: str, local_files_only: bool):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(
+    tokenizer = AutoTokenizer.from_pretrained(
         source, subfolder=folder, local_files_only=local_files_only
     )
+    if not getattr(tokenizer, "chat_template", None):
+        # A processor may keep its template in chat_template.json, which only the
+        # processor reads.
+        saved = configs.read_config(source, f"{folder}/chat_template.json") or {}
+        tokenizer.chat_template = saved.get("chat_template")
+    return tokenizer
 
 
 def _qwen2_vl(source: str, folder: str, local_files_only: bool):

@@ -464,3 +464,32 @@ def test_a_full_architecture_from_configs_alone_serves_through_the_api(
         assert body["usage"]["input_tokens_details"]["image_tokens"] == 2 * 64 * 64
     finally:
         catalog.catalog.cache_clear()
+
+
+def test_processors_without_torchvision_come_from_the_model_files(tmp_path, family_models):
+    """FLUX.2 [dev]'s PixtralProcessor is loaded as its tokenizer, chat template included
+    wherever the checkpoint keeps it; Qwen-Image-Edit's Qwen2VLProcessor as itself without
+    a video processor (generations/engine/processors.py)."""
+    from generations.engine import processors
+
+    assert processors.torchvision_missing()  # this project's environment
+    flux2 = tmp_path / "flux2"
+    shutil.copytree(family_models / "tiny-flux2-dev", flux2)
+    template = (flux2 / "tokenizer" / "chat_template.jinja").read_text()
+    (flux2 / "tokenizer" / "chat_template.jinja").unlink()
+    found = processors.substitutes(str(flux2), local_files_only=True)
+    assert found["tokenizer"].chat_template is None  # where the template was, it is gone
+    (flux2 / "tokenizer" / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    tokenizer = processors.substitutes(str(flux2), local_files_only=True)["tokenizer"]
+    assert tokenizer.chat_template == template
+    messages = [{"role": "user", "content": [{"type": "text", "text": "a cat"}]}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False) == "[INST]a cat[/INST]"
+
+    qwen = processors.substitutes(
+        str(family_models / "tiny-qwen-image-edit-plus"), local_files_only=True
+    )["processor"]
+    inputs = qwen(text=["<|vision_start|><|image_pad|><|vision_end|> a cat"],
+                  images=[Image.new("RGB", (64, 64))], return_tensors="pt")  # fmt: skip
+    # 64² resized to its 56² patch grid at least (min_pixels): 4 x 4 patches merged 2x2.
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert (inputs["input_ids"] == qwen.image_token_id).sum() == 4

@@ -23,6 +23,10 @@ def _none_unavailable() -> dict[str, str]:
     return {}
 
 
+def _no_capabilities() -> dict[str, list[str]]:
+    return {}
+
+
 def _no_jobs() -> dict[str, int]:
     return {}
 
@@ -37,6 +41,8 @@ class Hooks:
     model_ids: Callable[[], list[str]] = field(default=_no_models)
     # {model id: why not} for the models no worker can load now (marked in the key form).
     unavailable_models: Callable[[], dict[str, str]] = field(default=_none_unavailable)
+    # {model id: what it does, in words} (shown beside each model in the key form).
+    model_capabilities: Callable[[], dict[str, list[str]]] = field(default=_no_capabilities)
     # A model id or alias -> its catalog id (None if unknown).
     resolve_model: Callable[[str], str | None] = field(default=_no_model)
     # Jobs by state for the operator dashboard ({"queued": 3, "running": 1, ...}).

@@ -20,6 +20,7 @@ class GenerationsConfig(AppConfig):
             model_ids=lambda: [spec.id for spec in catalog.all_models()],
             resolve_model=resolve_model,
             unavailable_models=availability.unavailable_reasons,
+            model_capabilities=catalog.capability_labels,
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,
         )

@@ -1,8 +1,18 @@
-"""make bench-gpu: FLUX.1-schnell at full size on one CUDA GPU, a bare diffusers loop
-against the service on the same GPU, in one run.
+"""make bench-gpu: FLUX.1-schnell (or any family, --configs) at full size on one CUDA GPU,
+a bare diffusers loop against the service on the same GPU, in one run.
 
     python -m tests.bench_gpu [--out BENCHMARKS.md] [--tiny] [--count N] [--folder DIR]
                               [--parts eager,compiled,fp8,service] [--results FILE]
+                              [--configs DIR]
+
+`--configs DIR`: another family instead of FLUX.1-schnell, from a folder holding a real
+model's configs and tokenizer files without its weights (`huggingface_hub.snapshot_download(
+repo, allow_patterns=["*.json", "*.txt", "*.model", "*.jinja"])`, e.g. of
+black-forest-labs/FLUX.2-dev or Qwen/Qwen-Image-Edit-2509): its full-size architecture
+with random weights, made on the GPU in bf16 (generations/engine/family_models), saved, and
+run the same way; the catalog entry is its id and source (everything else from its files),
+and a model that only edits (Qwen-Image-Edit) gets one reference image of the output's
+size, through /v1/images/edits.
 
 1. Builds the FLUX.1-schnell architecture with random bf16 weights directly on the GPU (no
    download; dimensions in ../shared/gpu/README.md), saves it to /dev/shm (kept for the
@@ -205,14 +215,27 @@ def build(folder: Path, dims: Dims, device: str, dtype) -> None:
     free_memory(device)
 
 
-def built(folder: Path, dims: Dims, dtype) -> bool:
+def build_from_configs(configs: Path, folder: Path, dims: Dims, device: str, dtype) -> None:
+    """Another family's architecture from its configs, random weights, made on `device`."""
+    from generations.engine.family_models import save_random
+
+    save_random(configs, folder, device=device, dtype=dtype)
+    marker = {"dims": dims.name, "dtype": str(dtype), "configs": str(configs.resolve())}
+    (folder / "bench-dims.json").write_text(json.dumps(marker))
+    free_memory(device)
+
+
+def built(folder: Path, dims: Dims, dtype, configs: Path | None = None) -> bool:
     from generations.engine.demo_models import is_built
 
     try:
         marker = json.loads((folder / "bench-dims.json").read_text())
     except (OSError, ValueError):
         return False
-    return marker == {"dims": dims.name, "dtype": str(dtype)} and is_built(folder)
+    wanted = {"dims": dims.name, "dtype": str(dtype)}
+    if configs is not None:
+        wanted["configs"] = str(configs.resolve())
+    return marker == wanted and is_built(folder)
 
 
 def free_memory(device: str) -> None:
@@ -231,27 +254,65 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def edits_only(pipe) -> bool:
+    """A pipeline that cannot draw from a prompt alone (Qwen-Image-Edit)."""
+    from generations.catalog import families
+
+    family = families.family_of(type(pipe).__name__)
+    return families.GENERATE not in family.capabilities
+
+
 class Bare:
     def __init__(self, folder: Path, dims: Dims, device: str, dtype):
+        import inspect
+
         import torch
         from diffusers import DiffusionPipeline
 
+        from generations.engine import processors
+
         self.torch, self.dims, self.device = torch, dims, device
-        self.pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtype).to(device)
+        found = processors.substitutes(str(folder), local_files_only=True)
+        self.pipe = DiffusionPipeline.from_pretrained(
+            str(folder), torch_dtype=dtype, **processors.skipped(found)
+        )
+        self.pipe = processors.attach(self.pipe, found).to(device)
         self.pipe.set_progress_bar_config(disable=True)
+        self.takes = set(inspect.signature(self.pipe.__call__).parameters)
+
+    def kwargs(self, batch: int, seed: int) -> dict:
+        """One call as the service makes it: one generator per image, guidance 0 (one
+        denoiser pass per step), only the arguments the pipeline takes; a pipeline that
+        only edits gets a reference image of the output's size and one prompt."""
+        from PIL import Image
+
+        from generations.catalog import families
+
+        size = self.dims.size
+        kwargs = {
+            "prompt": [PROMPT] * batch,
+            "width": size,
+            "height": size,
+            "num_inference_steps": self.dims.steps,
+            "generator": [self.torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)],
+        }
+        guidance = families.family_of(type(self.pipe).__name__).guidance
+        if guidance in self.takes:  # true CFG off at 1; distilled guidance 0
+            kwargs[guidance] = 1.0 if guidance == "true_cfg_scale" else 0.0
+        if "max_sequence_length" in self.takes:
+            kwargs["max_sequence_length"] = self.dims.max_sequence_length
+        if edits_only(self.pipe):
+            kwargs.update(
+                prompt=PROMPT,
+                num_images_per_prompt=batch,
+                image=Image.new("RGB", (size, size), (90, 120, 160)),
+            )
+        return kwargs
 
     def call(self, batch: int, seed: int) -> float:
         started = time.perf_counter()
         with self.torch.inference_mode():
-            self.pipe(
-                prompt=[PROMPT] * batch,
-                width=self.dims.size,
-                height=self.dims.size,
-                num_inference_steps=self.dims.steps,
-                guidance_scale=0.0,
-                max_sequence_length=self.dims.max_sequence_length,
-                generator=[self.torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)],
-            )
+            self.pipe(**self.kwargs(batch, seed))
         synchronize(self.device)
         return time.perf_counter() - started
 
@@ -268,15 +329,18 @@ class Bare:
         """What the fastest public FLUX servers do: fused QKV, channels_last VAE, fp8
         weights where the GPU has them, and torch.compile (fullgraph) of the transformer."""
         torch = self.torch
-        self.pipe.transformer.fuse_qkv_projections()
-        self.pipe.vae.fuse_qkv_projections()
-        self.pipe.vae.to(memory_format=torch.channels_last)
+        denoiser = getattr(self.pipe, "transformer", None) or self.pipe.unet
+        for module in (denoiser, self.pipe.vae):
+            with contextlib.suppress(AttributeError, ValueError, NotImplementedError):
+                module.fuse_qkv_projections()  # not every family's modules have it
+        with contextlib.suppress(RuntimeError):  # a 3D (video) VAE has no channels_last
+            self.pipe.vae.to(memory_format=torch.channels_last)
         if fp8:
             from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
-            quantize_(self.pipe.transformer, Float8DynamicActivationFloat8WeightConfig())
-        self.pipe.transformer.forward = torch.compile(
-            self.pipe.transformer.forward, fullgraph=True, dynamic=False, backend=compile_backend
+            quantize_(denoiser, Float8DynamicActivationFloat8WeightConfig())
+        denoiser.forward = torch.compile(
+            denoiser.forward, fullgraph=True, dynamic=False, backend=compile_backend
         )
 
     def peak_memory(self, batch: int) -> int:
@@ -339,19 +403,17 @@ def bare_rows(
 
 
 # --- the service --------------------------------------------------------------------------------
-def catalog_entry(folder: Path, dims: Dims, *, tiny: bool, fp8: bool) -> dict:
+def catalog_entry(folder: Path, dims: Dims, *, tiny: bool, fp8: bool, configs=None) -> dict:
     entry = {
         "id": MODEL_ID,
         "source": str(folder),
-        "architecture": "flux",
-        "description": "FLUX.1-schnell architecture, random weights (make bench-gpu)",
         "default_size": [dims.size, dims.size],
         "min_size": dims.size,
         "max_size": dims.size,
-        "size_multiple": 16,
         "max_n": dims.batch,
         "default_steps": dims.steps,
         "max_steps": 8,
+        # As the bare loop: guidance 0, no negative prompt (one denoiser pass per step).
         "default_guidance": 0.0,
         "supports_negative_prompt": False,
         "max_sequence_length": dims.max_sequence_length,
@@ -360,6 +422,14 @@ def catalog_entry(folder: Path, dims: Dims, *, tiny: bool, fp8: bool) -> dict:
         "fuse_qkv": True,
         "channels_last": True,
     }
+    if configs is None:  # the FLUX.1-schnell build; another family's comes from its files
+        entry.update(
+            architecture="flux",
+            description="FLUX.1-schnell architecture, random weights (make bench-gpu)",
+            size_multiple=16,
+        )
+    else:
+        entry["description"] = f"{configs.name} architecture, random weights (make bench-gpu)"
     if not tiny:  # on the CPU check, the service's compile is tests/generations' business
         entry.update(compile="default", compile_batch_sizes=[1, 2, dims.batch])
     if fp8:
@@ -438,22 +508,30 @@ def service(entry: dict, device: str, workdir: Path):
         log.close()
 
 
-def service_rows(base: str, key: str, dims: Dims) -> tuple[dict, dict]:
+def reference_data_url(size: int) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (90, 120, 160)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def service_rows(base: str, key: str, dims: Dims, *, edits: bool = False) -> tuple[dict, dict]:
     """Seconds per image at one client and under load (two clients per batch slot)."""
     import requests
 
+    body = {"model": MODEL_ID, "prompt": PROMPT, "size": f"{dims.size}x{dims.size}",
+            "num_inference_steps": dims.steps}  # fmt: skip
+    url = f"{base}/v1/images/generations"
+    if edits:  # one reference image of the output's size, as the bare loop
+        url = f"{base}/v1/images/edits"
+        body["images"] = [{"image_url": reference_data_url(dims.size)}]
+
     def generate(session, seed: int) -> float:
-        response = session.post(
-            f"{base}/v1/images/generations",
-            timeout=1800,
-            json={
-                "model": MODEL_ID,
-                "prompt": PROMPT,
-                "size": f"{dims.size}x{dims.size}",
-                "num_inference_steps": dims.steps,
-                "seed": seed,
-            },
-        )
+        response = session.post(url, timeout=1800, json={**body, "seed": seed})
         response.raise_for_status()
         assert len(response.json()["data"]) == 1
         return response.json()["timings"]["inference"]
@@ -490,13 +568,16 @@ def machine(device: str) -> str:
     return f"{gpu}; torch {torch.__version__}, diffusers {diffusers.__version__}"
 
 
-def report(dims: Dims, device: str, rows: dict, notes: dict, fp8_reason, estimate: int) -> str:
+def report(
+    dims: Dims, device: str, rows: dict, notes: dict, fp8_reason, estimate: int, model: str = ""
+) -> str:
     best_label = min((k for k in rows if k.startswith("bare")), key=lambda k: rows[k])
     best = rows[best_label]
     tiny = dims.name == "tiny"
-    title = "GPU: FLUX.1-schnell at full size (make bench-gpu)"
+    title = f"GPU: {model or 'FLUX.1-schnell'} at full size (make bench-gpu)"
     if tiny:
         title = "GPU bench on the CPU at tiny dimensions (a check of the script, not figures)"
+        title += f": {model}" if model else ""
     lines = [
         f"## {title}",
         "",
@@ -532,47 +613,59 @@ def report(dims: Dims, device: str, rows: dict, notes: dict, fp8_reason, estimat
     return "\n".join(lines) + "\n"
 
 
-def estimate_for(entry: dict, folder: Path, dtype) -> int:
+def estimate_for(entry: dict, folder: Path, dtype, workdir: Path) -> int:
     """The model cache's activation headroom for the service's entry (its formula, on
-    the saved configs)."""
+    the saved configs, with the entry as the service's catalog reads it)."""
     from types import SimpleNamespace
 
-    from generations.catalog import ModelSpec
+    from django.conf import settings
+
+    from generations import catalog
     from generations.engine.cache import activation_bytes
 
-    def config(name: str) -> SimpleNamespace:
-        return SimpleNamespace(**json.loads((folder / name / "config.json").read_text()))
+    path = workdir / "estimate-catalog.json"
+    path.write_text(json.dumps([entry]))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
 
-    spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+    def config(name: str) -> SimpleNamespace | None:
+        path = folder / name / "config.json"
+        return SimpleNamespace(**json.loads(path.read_text())) if path.exists() else None
+
+    spec = catalog.get_model(entry["id"])
     pipe = SimpleNamespace(
         dtype=dtype,
         vae=SimpleNamespace(config=config("vae")),
-        transformer=SimpleNamespace(config=config("transformer")),
+        transformer=SimpleNamespace(config=config("transformer"))
+        if config("transformer")
+        else None,
+        unet=SimpleNamespace(config=config("unet")) if config("unet") else None,
     )
     return activation_bytes(spec, pipe)
 
 
-def _setting(dims: Dims, device: str) -> dict:
-    return json.loads(json.dumps({"dims": dims.__dict__, "machine": machine(device)}))
+def _setting(dims: Dims, device: str, model: str) -> dict:
+    setting = {"dims": dims.__dict__, "machine": machine(device), "model": model}
+    return json.loads(json.dumps(setting))
 
 
-def gathered(results: Path, dims: Dims, device: str) -> tuple[dict, dict]:
-    """The rows and notes earlier runs (--parts) measured at these dimensions on this
-    machine (another GPU's, or other dimensions', are dropped)."""
+def gathered(results: Path, dims: Dims, device: str, model: str) -> tuple[dict, dict]:
+    """The rows and notes earlier runs (--parts) measured of this model at these
+    dimensions on this machine (another GPU's, model's or dimensions' are dropped)."""
     if not results.exists():
         return {}, {}
     saved = json.loads(results.read_text())
-    if saved.get("setting") != _setting(dims, device):
+    if saved.get("setting") != _setting(dims, device, model):
         return {}, {}
     return saved["rows"], saved["notes"]
 
 
-def gather(results: Path, dims: Dims, device: str, rows: dict, notes: dict) -> dict:
+def gather(results: Path, dims: Dims, device: str, model: str, rows: dict, notes: dict) -> dict:
     """Keep the rows and notes in `results`; returns the rows in the table's order."""
     results.parent.mkdir(parents=True, exist_ok=True)
     order = {label: i for i, label in enumerate(_row_order(dims))}
     rows = dict(sorted(rows.items(), key=lambda item: order.get(item[0], len(order))))
-    saved = {"setting": _setting(dims, device), "rows": rows, "notes": notes}
+    saved = {"setting": _setting(dims, device, model), "rows": rows, "notes": notes}
     results.write_text(json.dumps(saved))
     return rows
 
@@ -602,6 +695,9 @@ def main(argv: list[str] | None = None) -> str:
         help="JSON file the rows of every run are gathered in (default: "
         "data/bench-gpu-results.json; with --tiny, a fresh temporary file)",
     )
+    parser.add_argument(
+        "--configs", type=Path, help="another family: a folder of a model's configs, no weights"
+    )
     args = parser.parse_args(argv)
     parts = tuple(part.strip() for part in args.parts.split(",") if part.strip())
     if unknown := set(parts) - set(PARTS):
@@ -624,34 +720,47 @@ def main(argv: list[str] | None = None) -> str:
         parser.error("no CUDA GPU here; --tiny runs the check on the CPU")
     workdir = Path(tempfile.mkdtemp(prefix="imagehub-bench-gpu-"))
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() and not args.tiny else workdir
-    folder = args.folder or shm / f"imagehub-flux-schnell-{dims.name}"
-    if not built(folder, dims, dtype):
+    name = args.configs.resolve().name if args.configs else "flux-schnell"
+    folder = args.folder or shm / f"imagehub-{name}-{dims.name}"
+    if not built(folder, dims, dtype, args.configs):
         started = time.perf_counter()
-        build(folder, dims, device, dtype)
+        if args.configs:
+            build_from_configs(args.configs, folder, dims, device, dtype)
+        else:
+            build(folder, dims, device, dtype)
         print(f"built {folder} in {time.perf_counter() - started:.0f} s", flush=True)
     fp8_reason = fp8_supported(device) if not args.tiny else "not run on the CPU check"
     results = args.results or (
         workdir / "results.json" if args.tiny else ROOT / "data" / "bench-gpu-results.json"
     )
-    rows, notes = gathered(results, dims, device)
+    rows, notes = gathered(results, dims, device, name)
     measured, measured_notes = bare_rows(
         folder, dims, device, dtype, compile_backend=backend, fp8_reason=fp8_reason, parts=parts
     )
     rows.update(measured)
     notes.update(measured_notes)
-    entry = catalog_entry(folder, dims, tiny=args.tiny, fp8=fp8_reason is None)
+    entry = catalog_entry(
+        folder, dims, tiny=args.tiny, fp8=fp8_reason is None, configs=args.configs
+    )
+    pipeline = json.loads((folder / "model_index.json").read_text())["_class_name"]
+    from generations.catalog import families
+
+    edits = families.GENERATE not in families.family_of(pipeline).capabilities
     if "service" in parts:
-        gather(results, dims, device, rows, notes)  # what is measured is kept if the service fails
+        # What is measured so far is kept if the service fails.
+        gather(results, dims, device, name, rows, notes)
         with service(entry, device, workdir) as (base, key):
-            served, served_notes = service_rows(base, key, dims)
+            served, served_notes = service_rows(base, key, dims, edits=edits)
         rows.update(served)
         notes.update(served_notes)
-    rows = gather(results, dims, device, rows, notes)
+    rows = gather(results, dims, device, name, rows, notes)
     print(f"rows gathered in {results}: {', '.join(rows)}", flush=True)
     if not any(label.startswith("bare") for label in rows):
         print("no bare loop measured yet: run --parts eager (or compiled) for the table")
         return ""
-    text = report(dims, device, rows, notes, fp8_reason, estimate_for(entry, folder, dtype))
+    estimate = estimate_for(entry, folder, dtype, workdir)
+    model = f"{name} ({pipeline})" if args.configs else ""
+    text = report(dims, device, rows, notes, fp8_reason, estimate, model)
     print(text)
     if args.out:
         from tests.benchfile import merge_report

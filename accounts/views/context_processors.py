@@ -11,6 +11,7 @@ from accounts.selectors import SESSION_ORG_KEY
 # (url name, label). Other apps add their pages here (e.g. "Usage").
 NAV_LINKS = [
     ("keys", "Keys"),
+    ("model-catalog", "Models"),
     ("usage", "Usage"),
     ("members", "Members"),
     ("webhooks", "Webhooks"),

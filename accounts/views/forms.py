@@ -80,6 +80,15 @@ class _KeySettingsForm(forms.Form):
         "(e.g. 203.0.113.0/24). Empty = anywhere.",
     )
 
+    def model_boxes(self) -> list[tuple]:
+        """(checkbox, what its model does) for the allowlist: the capabilities sit beside
+        the label, whose text stays the model id."""
+        capabilities = hooks.model_capabilities()
+        return [
+            (box, ", ".join(capabilities.get(box.data["value"], ())))
+            for box in self["allowed_models"]
+        ]
+
     def clean_allowed_ips(self) -> list[str]:
         raw = self.cleaned_data.get("allowed_ips") or ""
         try:

@@ -20,6 +20,13 @@ DEFAULT_VARIATION_STRENGTH = 0.6
 _IGNORED = ("moderation", "input_fidelity", "safety_identifier", "image[]", "images", "images[]")
 
 
+_TASKS = {
+    ("edit", False): "edits an image",
+    ("edit", True): "inpaints",
+    ("variation", False): "makes variations",
+}
+
+
 def _bad(field: str, message: str) -> serializers.ValidationError:
     return serializers.ValidationError({field: message})
 
@@ -72,6 +79,17 @@ class EditRequestSerializer(GenerationRequestSerializer):
                 raise _bad("mask", f"Model '{spec.id}' does not inpaint: send no mask.")
         elif not spec.can(families.EDIT_INSTRUCTION) and not spec.can(families.EDIT_IMAGE_TO_IMAGE):
             raise _bad("image", f"Model '{spec.id}' does not edit images.")
+        instruction = self.kind == "edit" and mask is None and spec.can(families.EDIT_INSTRUCTION)
+        if len(images) > 1 and not instruction:
+            # Image-to-image, inpainting and variations start from one image: more would be
+            # charged and never seen by the model. Reference images are a model's
+            # instruction edits (`edit_instruction`, `max_input_images` in /v1/models).
+            raise _bad(
+                "image",
+                f"Model '{spec.id}' starts from one image when it {_TASKS[self.kind, bool(mask)]}; "
+                f"got {len(images)}. Send one image, or use a model that edits by instruction "
+                "with reference images.",
+            )
 
     def _instruction(self, spec: ModelSpec, images: list[Upload], attrs: dict) -> dict:
         """An instruction edit: the prompt is the instruction, every image a reference."""
@@ -85,6 +103,13 @@ class EditRequestSerializer(GenerationRequestSerializer):
         if any(min(u.width, u.height) < smallest for u in images):
             raise _bad(
                 "image", f"Model '{spec.id}' needs images of at least {smallest} pixels a side."
+            )
+        aspect = spec.family.max_reference_aspect
+        if aspect and any(max(u.width, u.height) > aspect * min(u.width, u.height) for u in images):
+            raise _bad(
+                "image",
+                f"Model '{spec.id}' takes images whose long side is at most {aspect:g}x "
+                "the short one.",
             )
         if attrs.get("strength") is not None:
             raise _bad(

@@ -35,7 +35,9 @@ def add_request_limits(result, generator, request, public):
                 "type": "array",
                 "items": BINARY,
                 "maxItems": MAX_INPUT_IMAGES,
-                "description": "Several images: the first is edited, all are priced.",
+                "description": "Several images: the reference images of an instruction edit, "
+                "up to the model's max_input_images (GET /v1/models); a model that edits "
+                "one image takes one.",
             }
             if name.endswith("EditRequestRequest"):
                 properties["mask"] = {

@@ -20,6 +20,11 @@ from generations import notify, presenters, selectors
 from generations.api import listing, replies
 from generations.api.edit_serializers import EditRequestSerializer, VariationRequestSerializer
 from generations.api.listing import GenerationListQuerySerializer
+from generations.api.model_objects import (
+    ModelListSerializer,
+    ModelObjectSerializer,
+    ModelsSchema,
+)
 from generations.api.serializers import GenerationRequestSerializer
 from generations.availability import unavailable_reasons
 from generations.catalog import all_models, get_model
@@ -180,12 +185,20 @@ class ImageVariationViewSet(ImageGenerationViewSet):
 
 
 class ModelViewSet(viewsets.ViewSet):
-    @extend_schema(responses={200: dict}, summary="List models", operation_id="list_models")
+    schema = ModelsSchema()
+
+    @extend_schema(
+        responses={200: ModelListSerializer}, summary="List models", operation_id="list_models"
+    )
     def list(self, request):
         unavailable = unavailable_reasons()
         return Response({"object": "list", "data": [_model(m, unavailable) for m in all_models()]})
 
-    @extend_schema(responses={200: dict}, summary="Retrieve a model", operation_id="retrieve_model")
+    @extend_schema(
+        responses={200: ModelObjectSerializer},
+        summary="Retrieve a model",
+        operation_id="retrieve_model",
+    )
     def retrieve(self, request, pk=None):
         spec = get_model(pk)
         if spec is None:

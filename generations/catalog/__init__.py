@@ -245,6 +245,14 @@ def all_models() -> list[ModelSpec]:
     return list(catalog().values())
 
 
+def capability_labels() -> dict[str, list[str]]:
+    """{model id: what it does, in words} (the pages show it beside each model)."""
+    return {
+        spec.id: [families.CAPABILITY_LABELS[c] for c in spec.model_capabilities]
+        for spec in catalog().values()
+    }
+
+
 def queues() -> list[str]:
     """Every broker queue the catalog's models use, the default first."""
     names = [settings.DRAMATIQ_QUEUE]

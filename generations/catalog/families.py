@@ -19,6 +19,15 @@ INPAINT = "inpaint"
 VARIATION = "variation"
 PARTIAL_IMAGES = "partial_images"
 CAPABILITIES = (GENERATE, EDIT_INSTRUCTION, EDIT_IMAGE_TO_IMAGE, INPAINT, VARIATION, PARTIAL_IMAGES)
+# How the pages (the key form, the models page) name them.
+CAPABILITY_LABELS = {
+    GENERATE: "generate",
+    EDIT_INSTRUCTION: "instruction edit",
+    EDIT_IMAGE_TO_IMAGE: "image-to-image",
+    INPAINT: "inpaint",
+    VARIATION: "variations",
+    PARTIAL_IMAGES: "partial images",
+}
 
 _UNET = (GENERATE, EDIT_IMAGE_TO_IMAGE, INPAINT, VARIATION, PARTIAL_IMAGES)
 
@@ -42,8 +51,10 @@ class Family:
     max_input_images: int = 1
     # How the pipeline sizes a reference image before its VAE (see fed_size()).
     reference_rule: str = ""
-    # The smallest side a reference image may have (FLUX.2 refuses smaller ones).
+    # The smallest side a reference image may have, and its longest side over its
+    # shortest at most (FLUX.2's Flux2ImageProcessor.check_image_input refuses others).
     min_reference_side: int = 0
+    max_reference_aspect: float = 0.0
     # dtype on CUDA: the one the family is trained and released in.
     dtype: str = "bfloat16"
     # Pipelines built on the loaded one for image-to-image and inpainting when
@@ -52,6 +63,9 @@ class Family:
     inpaint_pipeline: str = ""
     # How latents are laid out in a step callback, for partial images (engine/latents.py).
     latent_layout: str = "spatial"
+    # Whether classifier-free guidance runs the unconditional pass in the same denoiser
+    # call (twice the batch: the memory estimate doubles) or in a second call.
+    cfg_batched: bool = True
 
     def takes_several_images(self) -> bool:
         return self.max_input_images > 1
@@ -71,6 +85,7 @@ FAMILIES: dict[str, Family] = {
             tokenizer="tokenizer_2",
             negative_prompt=False,
             latent_layout="flux",
+            cfg_batched=False,
         ),
         Family(
             "flux-kontext",
@@ -81,24 +96,29 @@ FAMILIES: dict[str, Family] = {
             negative_prompt=False,
             reference_rule="kontext",
             latent_layout="flux",
+            cfg_batched=False,
         ),
         Family(
             "flux2",
             "Flux2Pipeline",
-            (GENERATE, EDIT_INSTRUCTION),
+            (GENERATE, EDIT_INSTRUCTION, PARTIAL_IMAGES),
             packing=2,
             max_input_images=10,
             reference_rule="flux2",
             min_reference_side=64,
+            max_reference_aspect=8,
+            latent_layout="flux2",
         ),
         Family(
             "flux2-klein",
             "Flux2KleinPipeline",
-            (GENERATE, EDIT_INSTRUCTION),
+            (GENERATE, EDIT_INSTRUCTION, PARTIAL_IMAGES),
             packing=2,
             max_input_images=4,
             reference_rule="flux2",
             min_reference_side=64,
+            max_reference_aspect=8,
+            latent_layout="flux2",
         ),
         Family(
             "qwen-image",
@@ -107,6 +127,7 @@ FAMILIES: dict[str, Family] = {
             packing=2,
             guidance="true_cfg_scale",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "qwen-image-edit",
@@ -116,6 +137,7 @@ FAMILIES: dict[str, Family] = {
             guidance="true_cfg_scale",
             reference_rule="qwen",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "qwen-image-edit-plus",
@@ -126,6 +148,7 @@ FAMILIES: dict[str, Family] = {
             max_input_images=3,
             reference_rule="qwen",
             latent_layout="qwen",
+            cfg_batched=False,
         ),
         Family(
             "z-image",
@@ -136,11 +159,14 @@ FAMILIES: dict[str, Family] = {
         Family(
             "chroma",
             "ChromaPipeline",
-            # ChromaInpaintPipeline fails on diffusers 0.42 (reads FLUX's guidance_embeds).
-            (GENERATE, EDIT_IMAGE_TO_IMAGE, VARIATION, PARTIAL_IMAGES),
+            _UNET,
             packing=2,
             img2img_pipeline="ChromaImg2ImgPipeline",
+            # Fails as released in diffusers 0.42 (it reads FLUX's guidance_embeds from
+            # Chroma's transformer config); engine/families.py declares it absent.
+            inpaint_pipeline="ChromaInpaintPipeline",
             latent_layout="flux",
+            cfg_batched=False,
         ),
     )
 }

@@ -120,9 +120,13 @@ def _channels_last(pipe) -> str | None:
     for name in ("unet", "vae"):
         module = getattr(pipe, name, None)
         if isinstance(module, torch.nn.Module):
-            module.to(memory_format=torch.channels_last)
+            try:
+                module.to(memory_format=torch.channels_last)
+            except RuntimeError as exc:  # 3D convolutions (Qwen-Image's video VAE)
+                logger.info("channels_last: %s left as it is: %s", name, exc)
+                continue
             moved = True
-    return None if moved else "no convolutional module (unet, vae) in this pipeline"
+    return None if moved else "no 2D convolutional module (unet, vae) in this pipeline"
 
 
 # --- quantization ---------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generations.catalog import ModelSpec
+from generations.catalog import ModelSpec, families
 from imagehub import metrics
 
 logger = logging.getLogger(__name__)
@@ -115,25 +115,48 @@ DENOISER_LIVE_TENSORS = 24
 
 def activation_bytes(spec: ModelSpec, pipe) -> int:
     """An estimate of the device memory the model's largest call needs beyond its
-    weights: latent size x channels x batch, from the pipeline's own configs."""
+    weights: latent size x channels x batch, from the pipeline's own configs.
+
+    Per family: the denoiser's width (heads x head size; Z-Image's `dim`; a UNet's widest
+    block), its tokens per image (the family's latent geometry), the reference images an
+    instruction edit adds to the sequence (each at the largest size its pipeline feeds,
+    about 1 MP: FLUX.2 takes up to 10), and classifier-free guidance doubling the batch
+    only where the pipeline runs both passes in one call (Qwen-Image and Chroma run
+    them one after the other)."""
     import torch
 
     images, pixels = largest_call(spec)
     dtype = getattr(pipe, "dtype", torch.float32)
     element = torch.empty((), dtype=dtype).element_size()
-    vae_channels = _config_value(getattr(pipe, "vae", None), "block_out_channels", [128])[0]
-    vae = images * pixels * vae_channels * element * VAE_LIVE_TENSORS
+    vae = images * pixels * _vae_width(getattr(pipe, "vae", None)) * element * VAE_LIVE_TENSORS
     denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    tokens = pixels // spec.latent_pixels**2
+    if spec.can(families.EDIT_INSTRUCTION):
+        tokens += spec.input_images * spec.reference_tokens(1024, 1024)
+    batched = spec.supports_negative_prompt and spec.family.cfg_batched
+    guided = 2 if batched else 1
+    steps = images * guided * tokens * _denoiser_width(denoiser) * element * DENOISER_LIVE_TENSORS
+    return int(vae + steps)
+
+
+def _vae_width(vae) -> int:
+    """Channels of the VAE decoder's full-resolution blocks."""
+    blocks = _config_value(vae, "block_out_channels", None)
+    if blocks:
+        return blocks[0]
+    base = _config_value(vae, "base_dim", None)  # Wan-style VAEs (Qwen-Image)
+    return base if isinstance(base, int) else 128
+
+
+def _denoiser_width(denoiser) -> int:
     heads = _config_value(denoiser, "num_attention_heads", None)
     head_dim = _config_value(denoiser, "attention_head_dim", None)
     if isinstance(heads, int) and isinstance(head_dim, int):
-        width = heads * head_dim  # transformers (FLUX, SD3)
-    else:
-        width = max(_config_value(denoiser, "block_out_channels", [320]))  # UNets
-    tokens = pixels // spec.latent_pixels**2
-    guided = 2 if spec.supports_negative_prompt else 1  # classifier-free guidance doubles it
-    steps = images * guided * tokens * width * element * DENOISER_LIVE_TENSORS
-    return int(vae + steps)
+        return heads * head_dim  # transformers (FLUX, SD3, Qwen-Image, PixArt)
+    dim = _config_value(denoiser, "dim", None)
+    if isinstance(dim, int):
+        return dim  # Z-Image
+    return max(_config_value(denoiser, "block_out_channels", [320]))  # UNets
 
 
 def _config_value(module, name: str, default):

@@ -16,13 +16,25 @@ _DTYPES = ("float16", "bfloat16", "float32")
 
 
 def dtype_for(spec: ModelSpec, device: str):
-    """The family's dtype on CUDA (bf16 where it is trained in it), float32 elsewhere."""
+    """The family's dtype on CUDA (bf16 where it is trained in it), float32 elsewhere.
+    A GPU without bf16 (before Ampere) gets float16 for a family's bf16 default; a
+    catalog entry's own `dtype` is taken as written."""
     import torch
 
     if not device.startswith("cuda"):
         return torch.float32
     name = spec.dtype or spec.family.dtype
-    return getattr(torch, name if name in _DTYPES else "float16")
+    dtype = getattr(torch, name if name in _DTYPES else "float16")
+    if dtype is torch.bfloat16 and not spec.dtype and not _bf16_supported(device):
+        return torch.float16
+    return dtype
+
+
+def _bf16_supported(device: str) -> bool:
+    import torch
+
+    with torch.cuda.device(torch.device(device)):
+        return torch.cuda.is_bf16_supported()
 
 
 def tokenizer_of(spec: ModelSpec, pipe):
@@ -80,3 +92,16 @@ def derived_pipeline_class(spec: ModelSpec, task: str):
     import diffusers
 
     return getattr(diffusers, name)
+
+
+def repair_derived(pipe) -> None:
+    """Upstream bugs of derived pipelines, worked around on the built one.
+
+    ChromaInpaintPipeline (diffusers 0.42) reads `transformer.config.guidance_embeds`, a
+    FLUX.1 field Chroma's transformer config does not have (Chroma has no guidance
+    embedding: the pipeline would pass none), and fails with AttributeError. The field
+    is declared False, which is what the model is; nothing else reads it."""
+    transformer = getattr(pipe, "transformer", None)
+    config = getattr(transformer, "config", None)
+    if config is not None and "guidance_embeds" not in config:
+        transformer.register_to_config(guidance_embeds=False)

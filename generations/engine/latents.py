@@ -29,8 +29,16 @@ def decode_preview(pipe, spec, latents, width: int, height: int):
     layout = spec.family.latent_layout
     if layout in ("flux", "qwen"):
         latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+    elif layout == "flux2":  # tokens in row order, 2x2 patches, batch-normalised
+        side = pipe.vae_scale_factor * 2
+        latents = latents.transpose(1, 2).reshape(1, -1, height // side, width // side)
+        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(latents)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
+        latents = pipe._unpatchify_latents(latents * std.to(latents) + mean)
     latents = latents.to(vae.dtype)
-    if layout == "qwen":  # a video VAE: per-channel statistics, one frame
+    if layout == "flux2":
+        decoded = vae.decode(latents, return_dict=False)[0]
+    elif layout == "qwen":  # a video VAE: per-channel statistics, one frame
         shape = (1, vae.config.z_dim, 1, 1, 1)
         mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
         std = torch.tensor(vae.config.latents_std).view(shape).to(latents)

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from generations.catalog import ModelSpec
-from generations.engine import accelerate, families, sources
+from generations.engine import accelerate, families, processors, sources
 from generations.engine.cache import (
     MB,
     ModelLoadError,
@@ -94,6 +94,7 @@ class Engine:
                 pipe = auto.from_pipe(base)
             except (ValueError, KeyError) as exc:
                 raise UnsupportedTask(f"Model '{spec.id}' cannot do {task}: {exc}") from exc
+            families.repair_derived(pipe)
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
@@ -112,7 +113,6 @@ class Engine:
 
     def _load(self, spec: ModelSpec):
         import torch
-        from diffusers import DiffusionPipeline
 
         found = sources.probe(spec)
         if found.reason is not None:
@@ -121,15 +121,7 @@ class Engine:
         if sources.is_local(source):
             source = str(Path(source).expanduser())
         try:
-            with warnings.catch_warnings():
-                # diffusers renames torch_dtype to dtype; the old name works on every version.
-                warnings.simplefilter("ignore", FutureWarning)
-                pipe = DiffusionPipeline.from_pretrained(
-                    source,
-                    torch_dtype=families.dtype_for(spec, self.device),
-                    # Cached files load without asking the hub (which may be unreachable).
-                    local_files_only=found.cached,
-                )
+            pipe = self._from_pretrained(spec, source, cached=found.cached)
             if spec.scheduler:
                 import diffusers
 
@@ -154,6 +146,28 @@ class Engine:
         tokenizer = families.tokenizer_of(spec, pipe)
         self._tokenizers[spec.id] = copy.deepcopy(tokenizer) if tokenizer is not None else None
         return pipe
+
+    def _from_pretrained(self, spec: ModelSpec, source: str, *, cached: bool):
+        from diffusers import DiffusionPipeline
+
+        with warnings.catch_warnings():
+            # diffusers renames torch_dtype to dtype; the old name works on every version.
+            warnings.simplefilter("ignore", FutureWarning)
+            if not cached and processors.torchvision_missing():
+                # Its processors may have to be read from its files (below): fetch them
+                # first, as from_pretrained would.
+                DiffusionPipeline.download(source)
+                cached = True
+            # Vision-language processors transformers builds only with torchvision.
+            substitutes = processors.substitutes(source, local_files_only=cached)
+            pipe = DiffusionPipeline.from_pretrained(
+                source,
+                torch_dtype=families.dtype_for(spec, self.device),
+                # Cached files load without asking the hub (which may be unreachable).
+                local_files_only=cached,
+                **processors.skipped(substitutes),
+            )
+        return processors.attach(pipe, substitutes)
 
     # --- running ------------------------------------------------------------------------
     def text_tokens(self, spec: ModelSpec, texts: list[str]) -> int:

@@ -10,6 +10,8 @@ import pytest
 from imagefiles import alpha_mask, bomb_png, data_url, gradient_png, png_bytes, upload
 from PIL import Image, ImageChops
 
+from accounts.models import Organization
+
 URL = "/v1/images/edits"
 
 
@@ -98,12 +100,12 @@ def test_mask_without_alpha_uses_luminance(api):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_json_body_with_data_urls_and_several_images(api):
+def test_json_body_with_data_urls(api):
     response = api.post(
         URL,
         {
             "prompt": "json",
-            "images": [{"image_url": data_url(gradient_png((128, 128)))}, data_url(png_bytes())],
+            "images": [{"image_url": data_url(gradient_png((128, 128)))}],
             "mask": data_url(alpha_mask((128, 128), hole=(0, 0, 64, 64))),
             "size": "128x128",
             "seed": 4,
@@ -113,19 +115,35 @@ def test_json_body_with_data_urls_and_several_images(api):
     assert response.status_code == 200, response.content
     body = response.json()
     assert decode(body["data"][0]).size == (128, 128)
-    # Both input images count: 16x16 + 32x32 latent tokens.
-    assert body["usage"]["input_tokens_details"]["image_tokens"] == 16 * 16 + 32 * 32
+    # The input image counts: 16x16 latent tokens.
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 16 * 16
 
 
 @pytest.mark.django_db(transaction=True)
-def test_repeated_image_brackets_use_the_first_as_init_image(api):
-    response = api.post(
-        URL,
-        {"image[]": [upload(gradient_png((64, 64))), upload(png_bytes((128, 128)))], "prompt": "p"},
-        format="multipart",
-    )
-    assert response.status_code == 200, response.content
-    assert response.json()["size"] == "64x64"
+def test_image_to_image_refuses_more_images_than_it_uses_before_holding_anything(api, tenant):
+    balance = Organization.objects.get(pk=tenant.org.pk).credit_balance
+    two = [upload(gradient_png((64, 64))), upload(png_bytes((128, 128)))]
+    for body, kind in (
+        ({"image[]": two, "prompt": "p"}, "multipart"),
+        ({"images": [data_url(gradient_png((64, 64)))] * 2, "prompt": "p"}, "json"),
+    ):
+        response = api.post(URL, body, format=kind)
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["param"] == "image" and "got 2" in error["message"]
+    mask = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
+    inpaint = {
+        "image[]": [upload(gradient_png((64, 64))) for _ in "ab"],
+        "mask": mask,
+        "prompt": "p",
+    }
+    assert api.post(URL, inpaint, format="multipart").json()["error"]["param"] == "image"
+    variation = {"image[]": [upload(gradient_png((64, 64))), upload(gradient_png((64, 64)))]}
+    response = api.post("/v1/images/variations", variation, format="multipart")
+    assert response.json()["error"]["param"] == "image"
+    assert Organization.objects.get(pk=tenant.org.pk).credit_balance == balance
+    assert not tenant.org.generations.exists()
+    assert api.get("/v1/models/demo-sd").json()["max_input_images"] == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,5 +1,5 @@
 """Every model family through the API, each a tiny random-weight build of its real pipeline
-class (generations/engine/family_models.py), loaded by `from_pretrained` from the data dir
+class (generations/engine/family_models/), loaded by `from_pretrained` from the data dir
 like a downloaded model. Built once and kept until the builders change."""
 
 from __future__ import annotations
@@ -26,21 +26,29 @@ FAMILIES = {
     "t-sdxl": ("tiny-sdxl", "generate edit_image_to_image inpaint variation partial_images", 8),
     "t-sd3": ("tiny-sd3", "generate edit_image_to_image inpaint variation partial_images", 16),
     "t-kontext": ("tiny-flux-kontext", "generate edit_instruction partial_images", 16),
-    "t-chroma": ("tiny-chroma", "generate edit_image_to_image variation partial_images", 16),
+    "t-chroma": (
+        "tiny-chroma",
+        "generate edit_image_to_image inpaint variation partial_images",
+        16,
+    ),
     "t-z-image": (
         "tiny-z-image",
         "generate edit_image_to_image inpaint variation partial_images",
         16,
     ),
-    "t-flux2-klein": ("tiny-flux2-klein", "generate edit_instruction", 16),
+    "t-flux2": ("tiny-flux2-dev", "generate edit_instruction partial_images", 16),
+    "t-flux2-klein": ("tiny-flux2-klein", "generate edit_instruction partial_images", 16),
     "t-qwen-image": (
         "tiny-qwen-image",
         "generate edit_image_to_image inpaint variation partial_images",
         16,
     ),
+    "t-qwen-edit": ("tiny-qwen-image-edit", "edit_instruction partial_images", 16),
+    "t-qwen-edit-plus": ("tiny-qwen-image-edit-plus", "edit_instruction partial_images", 16),
     # A family with no code of its own here: everything from its files.
     "t-pixart": ("tiny-pixart-sigma", "generate", 16),
 }
+GENERATORS = [m for m, f in FAMILIES.items() if "generate" in f[1].split()]
 EDITS = ("edit_image_to_image", "inpaint", "variation")
 
 
@@ -119,7 +127,7 @@ def error_param(response, status: int = 400) -> str:
 BASE = {"size": "64x64", "num_inference_steps": 2, "response_format": "b64_json"}
 
 
-@pytest.mark.parametrize("model", FAMILIES)
+@pytest.mark.parametrize("model", GENERATORS)
 def test_family_generates_with_per_image_seeds_and_token_usage(api, families, model):
     _, capabilities, latent = FAMILIES[model]
     listed = ok(api.get(f"/v1/models/{model}"))
@@ -145,7 +153,7 @@ def test_family_generates_with_per_image_seeds_and_token_usage(api, families, mo
     assert nearly_equal(decode(again["data"][0]), images[1])
 
 
-@pytest.mark.parametrize("model", [m for m, f in FAMILIES.items() if "partial" in f[1]])
+@pytest.mark.parametrize("model", [m for m in GENERATORS if "partial" in FAMILIES[m][1]])
 def test_family_streams_partial_images(api, families, model):
     response = post(
         api,
@@ -171,7 +179,14 @@ def test_family_edits_it_lists(api, families, model, capability):
     if capability == "inpaint":
         body["mask"] = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
     data = ok(api.post(url, body, format="multipart"))["data"]
-    assert decode(data[0]).size == (64, 64)
+    result = decode(data[0])
+    assert result.size == (64, 64)
+    if capability == "inpaint":
+        # The hole is repainted; the rest comes back as sent.
+        sent = Image.open(io.BytesIO(gradient_png((64, 64)))).convert("RGB")
+        diff = ImageChops.difference(result, sent)
+        assert diff.crop((0, 0, 32, 32)).getbbox() is not None
+        assert diff.crop((32, 0, 64, 64)).getbbox() is None
 
 
 def test_batched_calls_give_each_request_its_own_images(families):
@@ -180,7 +195,7 @@ def test_batched_calls_give_each_request_its_own_images(families):
     from generations.engine.pipelines import Engine
 
     engine = Engine(device="cpu")
-    for model in FAMILIES:
+    for model in GENERATORS:
         spec = catalog.get_model(model)
 
         def request(prompt, seeds, spec=spec):
@@ -237,6 +252,75 @@ def test_kontext_edits_one_image_by_instruction(api, families):
     assert decode(body["data"][0]).size == (64, 64)
 
 
+# model id -> (the most references one edit takes, image tokens of an 80x64 and a 64x64
+# reference at the size the pipeline feeds them to its VAE)
+SEVERAL = {
+    # FLUX.2 keeps a reference's size (up to 1 MP), snapped to 16: (80/16)(64/16) + 4 x 4.
+    "t-flux2": (10, 5 * 4 + 4 * 4),
+    # Qwen-Image-Edit Plus resizes each to about 1 MP in multiples of 32: 1152x928 and
+    # 1024x1024.
+    "t-qwen-edit-plus": (3, (1152 // 16) * (928 // 16) + (1024 // 16) ** 2),
+}
+
+
+def edit_body(model: str, images: list, **fields) -> dict:
+    body = {"model": model, "prompt": "put the cat from image 2 on the sofa of image 1",
+            "image[]": images, "num_inference_steps": 2, "response_format": "b64_json"}  # fmt: skip
+    return {**body, **fields}
+
+
+@pytest.mark.parametrize("model", SEVERAL)
+def test_instruction_edit_takes_references_up_to_the_model_limit(api, families, tenant, model):
+    limit, tokens = SEVERAL[model]
+    assert ok(api.get(f"/v1/models/{model}"))["max_input_images"] == limit
+    two = [upload(gradient_png((80, 64))), upload(gradient_png((64, 64)))]
+    body = ok(multipart(api, **edit_body(model, two, n=2, seed=3, size="64x64")))
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == tokens
+    assert body["usage"]["output_tokens"] == 2 * 4 * 4
+    assert [item["seed"] for item in body["data"]] == [3, 4]
+    images = [decode(item) for item in body["data"]]
+    assert images[0].tobytes() != images[1].tobytes()
+    two = [upload(gradient_png((80, 64))), upload(gradient_png((64, 64)))]
+    alone = ok(multipart(api, **edit_body(model, two, seed=4, size="64x64")))
+    assert nearly_equal(decode(alone["data"][0]), images[1])
+    one = ok(multipart(api, **edit_body(model, [upload(gradient_png((80, 64)))], seed=4,
+                                        size="64x64")))  # fmt: skip
+    # The second reference reached the model: without it the picture changes.
+    assert decode(one["data"][0]).tobytes() != images[1].tobytes()
+    generations = tenant.org.generations.count()
+    too_many = [upload(gradient_png((64, 64))) for _ in range(limit + 1)]
+    assert error_param(multipart(api, **edit_body(model, too_many))) == "image"
+    assert tenant.org.generations.count() == generations
+
+
+def test_qwen_image_edit_takes_one_reference(api, families, tenant):
+    assert ok(api.get("/v1/models/t-qwen-edit"))["max_input_images"] == 1
+    two = [upload(gradient_png((64, 64))), upload(gradient_png((64, 64)))]
+    assert error_param(multipart(api, **edit_body("t-qwen-edit", two))) == "image"
+    assert not tenant.org.generations.exists()
+    body = ok(multipart(api, **edit_body("t-qwen-edit", [upload(gradient_png((80, 64)))])))
+    # Resized to about 1 MP in multiples of 32 (1152x928) before its VAE: 72 x 58 tokens.
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 72 * 58
+    assert decode(body["data"][0]).size == (80, 64)
+    generated = gen(api, model="t-qwen-edit", prompt="a cat")
+    assert error_param(generated) == "model"
+
+
+@pytest.mark.parametrize("model", ["t-flux2", "t-qwen-edit", "t-qwen-edit-plus"])
+def test_instruction_edits_stream_partial_images(api, families, model):
+    body = edit_body(model, [upload(gradient_png((64, 64)))], stream="true", partial_images=1)
+    response = multipart(api, **body)
+    assert response.status_code == 200, response.content
+    text = b"".join(response.streaming_content).decode()
+    names = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event:")]
+    assert names == ["image_edit.partial_image", "image_edit.completed"]
+    partial = next(
+        json.loads(line[len("data: "):]) for line in text.splitlines()
+        if line.startswith("data:") and "partial_image" in line
+    )  # fmt: skip
+    assert Image.open(io.BytesIO(base64.b64decode(partial["b64_json"]))).size == (64, 64)
+
+
 def test_what_a_model_cannot_do_is_a_400_before_anything_is_held(api, families, tenant):
     balance = Organization.objects.get(pk=tenant.org.pk).credit_balance
     edit = {"prompt": "p", "num_inference_steps": 2}
@@ -245,6 +329,10 @@ def test_what_a_model_cannot_do_is_a_400_before_anything_is_held(api, families, 
     mask = upload(alpha_mask((64, 64), hole=(0, 0, 32, 32)))
     assert error_param(multipart(api, **kontext, image=square(), mask=mask)) == "mask"
     assert error_param(multipart(api, **kontext, image=square(), strength=0.5)) == "strength"
+    # FLUX.2 refuses references under 64 pixels a side or over 8:1 (its image processor).
+    klein = {**edit, "model": "t-flux2-klein"}
+    for size in ((48, 64), (576, 64)):
+        assert error_param(multipart(api, **klein, image=upload(gradient_png(size)))) == "image"
     assert error_param(multipart(api, **edit, model="t-pixart", image=square())) == "image"
     variations = "/v1/images/variations"
     assert error_param(multipart(api, variations, model="t-flux2-klein", image=square())) == "model"
@@ -298,3 +386,110 @@ def test_prices_follow_what_the_model_denoises(extra_model):
     _, small = request_price(flux2, width=512, height=512, steps=28, n=1)
     # price_per_megapixel_step x megapixel-steps, rounded up: 4x the pixels, 4x the price.
     assert (big, small) == (29_361, 7_341)
+
+
+def test_memory_estimates_follow_each_family(families):
+    """The cache's activation headroom reads each family's geometry (engine/cache.py)."""
+    import dataclasses
+
+    from generations.engine.cache import activation_bytes, largest_call
+    from generations.engine.pipelines import Engine
+
+    engine = Engine(device="cpu")
+    flux2 = catalog.get_model("t-flux2")
+    pipe = engine.pipeline(flux2)
+    one = dataclasses.replace(flux2, max_input_images=1)
+    images, _ = largest_call(flux2)
+    # Nine more 1 MP references of 64 x 64 tokens each, through a 2 x 16 wide transformer,
+    # float32, 24 live tensors, no guidance batch (FLUX.2 [dev] takes no negative prompt).
+    extra = images * 9 * 64 * 64 * 32 * 4 * 24
+    assert activation_bytes(flux2, pipe) - activation_bytes(one, pipe) == extra
+    # Qwen-Image runs its negative prompt as a second call: no doubled batch. SD3 batches.
+    for model, doubles in (("t-qwen-image", False), ("t-sd3", True)):
+        spec = catalog.get_model(model)
+        pipe = engine.pipeline(spec)
+        plain = dataclasses.replace(spec, supports_negative_prompt=False)
+        assert (activation_bytes(spec, pipe) > activation_bytes(plain, pipe)) is doubles, model
+    # Z-Image's width is its `dim` (32 here), not a UNet's default.
+    z_image = catalog.get_model("t-z-image")
+    pipe = engine.pipeline(z_image)
+    images, pixels = largest_call(z_image)
+    vae = images * pixels * 8 * 4 * 8  # the VAE's first block: 8 channels
+    denoiser = images * 2 * (pixels // 16**2) * 32 * 4 * 24  # its CFG is one batched call
+    assert activation_bytes(z_image, pipe) == vae + denoiser
+
+
+def test_dtype_on_a_gpu_is_the_family_one_unless_the_gpu_lacks_bf16(families, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from generations.engine import families as engine_families
+
+    qwen, sd = catalog.get_model("t-qwen-image"), catalog.get_model("sd-1.5")
+    assert engine_families.dtype_for(qwen, "cpu") is torch.float32
+    monkeypatch.setattr(engine_families, "_bf16_supported", lambda device: True)
+    assert engine_families.dtype_for(qwen, "cuda") is torch.bfloat16
+    assert engine_families.dtype_for(sd, "cuda") is torch.float16
+    monkeypatch.setattr(engine_families, "_bf16_supported", lambda device: False)
+    assert engine_families.dtype_for(qwen, "cuda") is torch.float16
+    forced = dataclasses.replace(qwen, dtype="bfloat16")
+    assert engine_families.dtype_for(forced, "cuda") is torch.bfloat16
+
+
+def test_a_full_architecture_from_configs_alone_serves_through_the_api(
+    api, settings, tmp_path, family_models
+):
+    """What `make bench-gpu --configs` builds: a model folder of configs and tokenizer
+    files (no weights) made into random weights (family_models.save_random), served with
+    only id and source. Qwen-Image-Edit Plus: its Qwen2VLProcessor comes from its files."""
+    from generations.engine.family_models import save_random
+
+    configs = tmp_path / "configs"
+    shutil.copytree(family_models / "tiny-qwen-image-edit-plus", configs)
+    for weights in configs.rglob("*.safetensors"):
+        weights.unlink()
+    save_random(configs, tmp_path / "random")
+    index = json.loads((tmp_path / "random" / "model_index.json").read_text())
+    assert index["processor"] == ["transformers", "Qwen2VLProcessor"]
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps([{"id": "random-edit", "source": str(tmp_path / "random")}]))
+    settings.MODEL_CATALOG_FILE = str(path)
+    catalog.catalog.cache_clear()
+    try:
+        listed = ok(api.get("/v1/models/random-edit"))
+        assert listed["capabilities"] == ["edit_instruction", "partial_images"]
+        body = ok(multipart(api, **edit_body("random-edit", [square(), square()], size="64x64")))
+        assert decode(body["data"][0]).size == (64, 64)
+        assert body["usage"]["input_tokens_details"]["image_tokens"] == 2 * 64 * 64
+    finally:
+        catalog.catalog.cache_clear()
+
+
+def test_processors_without_torchvision_come_from_the_model_files(tmp_path, family_models):
+    """FLUX.2 [dev]'s PixtralProcessor is loaded as its tokenizer, chat template included
+    wherever the checkpoint keeps it; Qwen-Image-Edit's Qwen2VLProcessor as itself without
+    a video processor (generations/engine/processors.py)."""
+    from generations.engine import processors
+
+    assert processors.torchvision_missing()  # this project's environment
+    flux2 = tmp_path / "flux2"
+    shutil.copytree(family_models / "tiny-flux2-dev", flux2)
+    template = (flux2 / "tokenizer" / "chat_template.jinja").read_text()
+    (flux2 / "tokenizer" / "chat_template.jinja").unlink()
+    found = processors.substitutes(str(flux2), local_files_only=True)
+    assert found["tokenizer"].chat_template is None  # where the template was, it is gone
+    (flux2 / "tokenizer" / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    tokenizer = processors.substitutes(str(flux2), local_files_only=True)["tokenizer"]
+    assert tokenizer.chat_template == template
+    messages = [{"role": "user", "content": [{"type": "text", "text": "a cat"}]}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False) == "[INST]a cat[/INST]"
+
+    qwen = processors.substitutes(
+        str(family_models / "tiny-qwen-image-edit-plus"), local_files_only=True
+    )["processor"]
+    inputs = qwen(text=["<|vision_start|><|image_pad|><|vision_end|> a cat"],
+                  images=[Image.new("RGB", (64, 64))], return_tensors="pt")  # fmt: skip
+    # 64² resized to its 56² patch grid at least (min_pixels): 4 x 4 patches merged 2x2.
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert (inputs["input_ids"] == qwen.image_token_id).sum() == 4

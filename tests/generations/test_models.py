@@ -128,3 +128,45 @@ def test_unknown_scheduler_fails_fast(settings, tmp_path):
             catalog.catalog()
     finally:
         catalog.catalog.cache_clear()
+
+
+def test_openapi_schema_documents_what_a_model_does(client, db):
+    schema = client.get("/openapi.json").json()
+    listed = schema["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]
+    assert listed["application/json"]["schema"] == {"$ref": "#/components/schemas/ModelList"}
+    components = schema["components"]["schemas"]
+    model = components["ModelObject"]["properties"]
+    enum = components[model["capabilities"]["items"]["$ref"].rsplit("/", 1)[1]]["enum"]
+    assert enum == [
+        "generate",
+        "edit_instruction",
+        "edit_image_to_image",
+        "inpaint",
+        "variation",
+        "partial_images",
+    ]
+    assert model["max_input_images"]["type"] == "integer"
+    assert "400 naming `image`" in model["max_input_images"]["description"]
+
+
+def test_models_page_and_key_form_show_what_each_model_does(extra_model, tenant):
+    from django.test import Client
+
+    extra_model(id="qwen-edit", source="Qwen/Qwen-Image-Edit-2509",
+                architecture="qwen-image-edit-plus")  # fmt: skip
+    browser = Client()
+    browser.force_login(tenant.user)
+    page = browser.get("/models/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    row = text[text.index('data-model="qwen-edit"') :].split("</tr>", 1)[0]
+    assert ">instruction edit<" in row and ">partial images<" in row and ">generate<" not in row
+    assert ">3<" in row  # reference images of one edit
+    demo = text[text.index('data-model="demo-sd"') :].split("</tr>", 1)[0]
+    assert ">inpaint<" in demo and ">instruction edit<" not in demo
+    form = browser.get("/keys/").content.decode()
+    box = form[form.index('value="qwen-edit"') :].split("</span>", 1)[0]
+    assert "instruction edit, partial images" in box
+    # The label's text stays the model id (tests and people find the box by it).
+    assert '<label class="check">' in form and "qwen-edit</label>" in form
+    assert Client().get("/models/").status_code == 302  # signed-in people only

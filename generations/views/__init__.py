@@ -1,0 +1,1 @@
+"""The web pages of generations (the API is generations/api/)."""

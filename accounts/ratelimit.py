@@ -151,13 +151,19 @@ def client_address(request) -> str:
 
 def signin_blocked_for(kind: str, *, address: str, account: str) -> int:
     """Seconds until another attempt is allowed (0: allowed now)."""
+    return signin_blocked(kind, address=address, account=account)[0]
+
+
+def signin_blocked(kind: str, *, address: str, account: str) -> tuple[int, str | None]:
+    """(seconds until another attempt is allowed, which limit: "address" or "account");
+    (0, None) when allowed now. The address's limit is looked at first."""
     counters = _signin_counters(kind, address, account)
     counts = cache.get_many([counter for counter, _ in counters])
-    for counter, most in counters:
+    for (counter, most), which in zip(counters, ("address", "account"), strict=False):
         if counts.get(counter, 0) >= most:
             window = SIGNIN_LIMITS[kind].window_seconds
-            return int(window - time.time() % window) + 1
-    return 0
+            return int(window - time.time() % window) + 1, which
+    return 0, None
 
 
 def signin_record(kind: str, *, address: str, account: str) -> None:

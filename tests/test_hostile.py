@@ -272,14 +272,21 @@ def test_hsts_and_secure_redirect_behind_tls(client, settings):
 
 
 @pytest.mark.django_db
-def test_password_reset_requests_are_throttled(client):
+def test_password_reset_requests_are_throttled(client, tenant, mailoutbox):
+    """Per account, three emails an hour; more requests look answered but send nothing
+    (whoever asks cannot make the page refuse the owner). Per address, a 429."""
     cache.clear()
-    for i in range(3):
-        response = client.post(
-            "/password-reset/", {"email": "who@x.example"}, REMOTE_ADDR=f"10.0.2.{i}"
-        )
+    tenant.user.set_password("an old password 1")  # Django mails only usable passwords
+    tenant.user.save()
+    email = tenant.user.email
+    for i in range(5):
+        response = client.post("/password-reset/", {"email": email}, REMOTE_ADDR=f"10.0.2.{i}")
         assert response.status_code == 302
-    response = client.post("/password-reset/", {"email": "who@x.example"})
+        assert response["Location"] == "/password-reset/sent/"
+    assert len(mailoutbox) == 3
+    for i in range(10):  # one address, many accounts
+        client.post("/password-reset/", {"email": f"who{i}@x.example"}, REMOTE_ADDR="10.0.3.1")
+    response = client.post("/password-reset/", {"email": email}, REMOTE_ADDR="10.0.3.1")
     assert response.status_code == 429
     assert b"Too many attempts" in response.content
 

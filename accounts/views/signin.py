@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.forms.utils import ErrorDict
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
 
 from accounts import ratelimit
@@ -32,6 +33,8 @@ def lockout_response(request, original_response=None, credentials=None):
 class _Throttled:
     throttle_kind = ""
     account_field = ""
+    # Past the account's limit (but not the address's): answer as usual, without acting.
+    quiet_account_limit = False
 
     def _throttled(self, wait: int):
         # Nothing is checked (no password hashed, no email sent): the page says how long
@@ -50,7 +53,12 @@ class _Throttled:
             "address": ratelimit.client_address(request),
             "account": request.POST.get(self.account_field, ""),
         }
-        wait = ratelimit.signin_blocked_for(self.throttle_kind, **where)
+        wait, limit = ratelimit.signin_blocked(self.throttle_kind, **where)
+        if limit == "account" and self.quiet_account_limit:
+            # The account had its emails this hour (their links still work). Answer as
+            # if one more was sent, so that someone else asking for it cannot make the
+            # page refuse its owner; nothing is sent.
+            return HttpResponseRedirect(self.get_success_url())
         if wait:
             return self._throttled(wait)
         response = super().post(request, *args, **kwargs)
@@ -65,6 +73,7 @@ class LoginView(auth_views.LoginView):
 
 class PasswordResetView(_Throttled, auth_views.PasswordResetView):
     throttle_kind, account_field = "password_reset", "email"
+    quiet_account_limit = True
 
     def counts(self, request, response) -> bool:
         return True  # each request may send an email

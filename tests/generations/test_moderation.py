@@ -276,3 +276,27 @@ def test_without_a_policy_nothing_is_checked_or_loaded(api, settings):
     assert response.status_code == 200
     assert "moderation_details" not in response.json()
     assert classifiers.loaded() == loaded and not ModerationBlock.objects.exists()
+
+
+def test_a_redelivered_job_does_not_make_withheld_images_again(make_generation, tenant):
+    """The worker died after withholding image 1 and before completing: the job run again
+    makes only what is missing, and charges only what it delivers."""
+    from generations.worker.jobs import run_generation
+
+    verdict = {"moderation_stage": "output", "categories": ["sexual"], "withheld": [1]}
+    generation = make_generation(n=2)
+    Generation.objects.filter(pk=generation.pk).update(moderation=verdict)
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded"
+    assert list(generation.images.values_list("index", flat=True)) == [0]
+    assert generation.charged == generation.unit_price
+    everything = make_generation(n=2)
+    Generation.objects.filter(pk=everything.pk).update(moderation={**verdict, "withheld": [0, 1]})
+    before = money(tenant)
+    run_generation(generation_id=everything.id)
+    everything.refresh_from_db()
+    assert (everything.status, everything.error_code) == ("failed", "moderation_blocked")
+    # The hold goes back to the balance, whole.
+    released = (before[0] + everything.price, before[1] - everything.price)
+    assert everything.charged == 0 and money(tenant) == released

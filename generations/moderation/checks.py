@@ -113,7 +113,7 @@ def input_check(*, order, organization, api_key=None, user=None) -> None:
         level=level,
         end_user=order.end_user,
     )
-    raise ModerationBlocked("input", sorted(found), param="prompt")
+    raise ModerationBlocked("input", sorted(found))
 
 
 class OutputCheck:

@@ -137,5 +137,6 @@ def test_only_an_owner_makes_the_organization_stricter(tenant):
     owner.post("/organization/", {"moderation": "1", "strict": "on"})
     assert Organization.objects.get(pk=tenant.org.pk).moderation_strict
     assert Organization.objects.get(pk=tenant.org.pk).name == "acme"  # the name untouched
+    assert tenant.manage_client().get("/v1/organization").json()["moderation_strict"] is True
     owner.post("/organization/", {"moderation": "1"})
     assert not Organization.objects.get(pk=tenant.org.pk).moderation_strict

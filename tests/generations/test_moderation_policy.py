@@ -136,3 +136,50 @@ def test_thresholds_zero_flags_everything_and_one_nothing(demo_classifiers):
         for text in texts:
             assert classifiers.input_categories(policy, [text], [], "auto") == expected
         assert classifiers.flagged_images(policy, images, "auto") == [expected] * 3
+
+
+LAZY = r"""
+import json, sys
+import django
+django.setup()
+from generations.catalog import get_model
+from generations.moderation.checks import current, input_check
+from generations.types import GenerationRequest
+
+def heavy():
+    return sorted(m for m in ("torch", "transformers") if m in sys.modules)
+
+seen = {"started": heavy()}
+current()
+seen["policy validated"] = heavy()
+order = GenerationRequest(
+    spec=get_model("demo-sd"), prompt="a lighthouse", negative_prompt="", n=1, width=64,
+    height=64, steps=2, guidance_scale=5.0, quality="auto", response_format="b64_json",
+    output_format="png",
+)
+input_check(order=order, organization=None)
+seen["request checked"] = heavy()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("with_classifier", [False, True])
+def test_transformers_is_loaded_only_when_a_classifier_is_used(
+    with_classifier, demo_classifiers, tmp_path
+):
+    data = dict(POLICY)
+    if with_classifier:
+        text = {"source": str(demo_classifiers["text"]), "labels": {"unsafe": "hate"}}
+        data["text_classifier"] = {**text, "threshold": 1}
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(data))
+    env = {**os.environ, "IMAGEHUB_MODERATION_POLICY": str(path)}
+    env["DJANGO_SETTINGS_MODULE"] = "imagehub.settings"
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["started"] == [] and seen["policy validated"] == []
+    expected = ["torch", "transformers"] if with_classifier else []
+    assert seen["request checked"] == expected

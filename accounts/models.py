@@ -84,6 +84,7 @@ class Organization(models.Model):
     moderation_strict = models.BooleanField(
         "always apply the whole content policy",
         default=False,
+        db_default=False,  # rows inserted in SQL (tests/scale_seed.py) get it too
         help_text="Requests that ask for moderation 'low' are checked as 'auto'.",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -155,7 +156,7 @@ class APIKey(models.Model):
     # Suspended by the content policy (too many blocked requests within an hour): refused
     # with 403 key_suspended until the operator lifts it in the admin.
     suspended_at = models.DateTimeField(null=True, blank=True)
-    suspended_reason = models.CharField(max_length=300, blank=True)
+    suspended_reason = models.CharField(max_length=300, blank=True, db_default="")
     # Catalog model ids this key may use; empty = every model.
     allowed_models = models.JSONField(default=list, blank=True)
     # Client networks (CIDR, IPv4 or IPv6) this key may be used from; empty = anywhere.

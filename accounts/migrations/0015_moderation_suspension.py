@@ -18,11 +18,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='apikey',
             name='suspended_reason',
-            field=models.CharField(blank=True, max_length=300),
+            field=models.CharField(blank=True, db_default='', max_length=300),
         ),
         migrations.AddField(
             model_name='organization',
             name='moderation_strict',
-            field=models.BooleanField(default=False, help_text="Requests that ask for moderation 'low' are checked as 'auto'.", verbose_name='always apply the whole content policy'),
+            field=models.BooleanField(db_default=False, default=False, help_text="Requests that ask for moderation 'low' are checked as 'auto'.", verbose_name='always apply the whole content policy'),
         ),
     ]

@@ -144,6 +144,11 @@ bench-gpu:
 gpu-wheels: install
 	$(PY) scripts/gpu_wheels.py gpu-wheels
 
+# Moderation: what each stage of a content policy adds (off, terms, demo classifiers).
+.PHONY: bench-moderation
+bench-moderation: migrate demo-models
+	$(PY) -m tests.bench_moderation --out BENCHMARKS.md
+
 # Webhooks: delivery latency after completion, none lost across worker and web restarts.
 .PHONY: bench-webhooks
 bench-webhooks: demo-models

@@ -17,6 +17,7 @@ from accounts.models import (
 )
 from accounts.money import format_credits
 from accounts.selectors import Caller
+from accounts.suspension import api_key_lift_suspension
 from accounts.webhooks.models import WebhookDelivery
 from imagehub.errors import APIError
 
@@ -155,8 +156,10 @@ class APIKeyAdmin(admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
+        "suspended_at",
     )
-    list_filter = ("scope", "organization")
+    list_filter = ("scope", ("suspended_at", admin.EmptyFieldListFilter), "organization")
+    actions = ["lift_suspension"]
     search_fields = ("name", "prefix", "organization__name")
     fields = (
         "organization",
@@ -169,6 +172,8 @@ class APIKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "expires_at",
         "revoked_at",
+        "suspended_at",
+        "suspended_reason",
         "allowed_models",
         "rpm_limit",
         "max_concurrent",
@@ -183,10 +188,19 @@ class APIKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "previous_prefix",
         "previous_expires_at",
+        "suspended_at",
+        "suspended_reason",
     )
 
     def has_add_permission(self, request):
         return False  # keys are created where the secret can be shown once
+
+    @admin.action(description="Lift the suspension of the selected keys")
+    def lift_suspension(self, request, queryset):
+        lifted = sum(
+            api_key_lift_suspension(key=key) for key in queryset.filter(suspended_at__isnull=False)
+        )
+        self.message_user(request, f"Lifted the suspension of {lifted} key(s).")
 
 
 @admin.register(CreditEntry)

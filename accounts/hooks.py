@@ -35,6 +35,10 @@ def _no_history(hours: int = 24) -> dict:
     return {"hours": [], "by_model": {}, "by_organization": {}}
 
 
+def _no_blocks(*, start, end) -> dict:
+    return {"days": [], "by_organization": {}, "by_category": {}}
+
+
 @dataclass
 class Hooks:
     # Catalog model ids, for the key form's allowlist.
@@ -49,6 +53,8 @@ class Hooks:
     job_counts: Callable[[], dict[str, int]] = field(default=_no_jobs)
     # Queued jobs per hour by model and by organization (the dashboard's queue charts).
     queue_history: Callable[..., dict] = field(default=_no_history)
+    # Moderation blocks per day by organization and by category (the dashboard's charts).
+    moderation_history: Callable[..., dict] = field(default=_no_blocks)
 
 
 hooks = Hooks()

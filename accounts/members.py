@@ -327,3 +327,14 @@ def organization_rename(*, caller: Caller, name: str) -> Organization:
     org.name = name[:200]
     org.save(update_fields=["name"])
     return org
+
+
+def organization_set_moderation(*, caller: Caller, strict: bool) -> Organization:
+    """An owner makes the organization stricter than the operator's policy asks (every
+    request checked as `moderation: auto`), or back to the requests' own choice."""
+    if caller.role != Role.OWNER:
+        raise PermissionError_("Only owners can change the organization's moderation.")
+    org = caller.organization
+    org.moderation_strict = strict
+    org.save(update_fields=["moderation_strict"])
+    return org

@@ -79,6 +79,14 @@ class Organization(models.Model):
         default=1,
         help_text="Share of the workers within a tier, relative to other organizations.",
     )
+    # Moderation (generations/moderation/): an owner may make the organization stricter
+    # than the operator's policy asks, never looser: `moderation: low` is applied as `auto`.
+    moderation_strict = models.BooleanField(
+        "always apply the whole content policy",
+        default=False,
+        db_default=False,  # rows inserted in SQL (tests/scale_seed.py) get it too
+        help_text="Requests that ask for moderation 'low' are checked as 'auto'.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -145,6 +153,10 @@ class APIKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Suspended by the content policy (too many blocked requests within an hour): refused
+    # with 403 key_suspended until the operator lifts it in the admin.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspended_reason = models.CharField(max_length=300, blank=True, db_default="")
     # Catalog model ids this key may use; empty = every model.
     allowed_models = models.JSONField(default=list, blank=True)
     # Client networks (CIDR, IPv4 or IPv6) this key may be used from; empty = anywhere.
@@ -178,11 +190,13 @@ class APIKey(models.Model):
 
     @property
     def status(self) -> str:
-        """active, expired or revoked (revocation wins)."""
+        """active, suspended, expired or revoked (revocation wins)."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
+        if self.suspended_at is not None:
+            return "suspended"
         return "active"
 
     def allows_address(self, address: str) -> bool:

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from generations.catalog import all_models
-from generations.models import GeneratedImage, Generation, ModelPrice
+from generations.models import GeneratedImage, Generation, ModelPrice, ModerationBlock
 from generations.signed_urls import signed_url
 
 
@@ -100,3 +100,22 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     form = ModelPriceForm
     list_display = ("model", "price_per_image", "price_per_megapixel_step", "updated_at")
+
+
+@admin.register(ModerationBlock)
+class ModerationBlockAdmin(admin.ModelAdmin):
+    """Every block of the content policy, for review (kept
+    IMAGEHUB_MODERATION_RETENTION_DAYS). Records of what happened: read-only. Suspended
+    keys are lifted from the API keys list (its "Lift the suspension" action)."""
+
+    list_display = ("created_at", "stage", "categories", "organization", "api_key", "prompt")
+    list_filter = ("stage", "moderation", "organization")
+    search_fields = ("prompt", "negative_prompt", "generation_id", "organization__name")
+    date_hierarchy = "created_at"
+    list_select_related = ("organization", "api_key")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

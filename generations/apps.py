@@ -8,6 +8,8 @@ class GenerationsConfig(AppConfig):
     def ready(self):
         from accounts import hooks
         from generations import availability, catalog, retention, selectors
+        from generations.moderation import checks as moderation
+        from generations.moderation import records as moderation_records
         from generations.worker import actors  # noqa: F401  (declares the actors)
         from imagehub import broker, health
         from imagehub import retention as purges
@@ -23,7 +25,11 @@ class GenerationsConfig(AppConfig):
             model_capabilities=catalog.capability_labels,
             job_counts=selectors.job_counts,
             queue_history=selectors.queue_history,
+            moderation_history=moderation_records.block_history,
         )
+        # The content policy is validated now: a bad file stops start-up with its reason
+        # (an ImproperlyConfigured naming the file, the field and the problem).
+        moderation.current()
         health.register_warm_workers(availability.warm_workers)
         # Images before records: a record past both retentions loses its files first.
         purges.register(
@@ -35,6 +41,11 @@ class GenerationsConfig(AppConfig):
             "generation_records",
             retention.records_purge_batch,
             keeps="generation records: IMAGEHUB_GENERATION_RETENTION_DAYS",
+        )
+        purges.register(
+            "moderation_blocks",
+            moderation_records.blocks_purge_batch,
+            keeps="moderation block records: IMAGEHUB_MODERATION_RETENTION_DAYS",
         )
         if broker.is_in_process():
             # The embedded default: worker threads in this process, started with the

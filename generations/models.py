@@ -104,6 +104,10 @@ class Generation(models.Model):
     # When the retention purge deleted its files (IMAGEHUB_IMAGE_RETENTION_DAYS): the row
     # stays, with its price, charge and usage; its images answer 410 (generations/retention.py).
     purged_at = models.DateTimeField(null=True, blank=True)
+    # The output stage's verdict (generations/moderation/): {"moderation_stage": "output",
+    # "categories": [...], "withheld": [image indices], "partials_withheld": k}; None
+    # while nothing was withheld.
+    moderation = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -278,3 +282,7 @@ class ModelStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.worker}: {'ok' if self.available else self.reason}"
+
+
+# The moderation package keeps its records beside its code; registered with the app here.
+from generations.moderation.models import ModerationBlock  # noqa: E402, F401

@@ -13,6 +13,7 @@ import time
 
 from generations.fairness import queue_position
 from generations.models import Generation
+from generations.moderation.checks import details_of
 from generations.selectors import estimated_start_seconds
 from generations.signed_urls import signed_url
 from imagehub.db import retry_once
@@ -92,5 +93,16 @@ def generation_payload(
         payload["error"] = {
             "code": generation.error_code or generation.status,
             "message": generation.error_message,
+        }
+        moderation = details_of(generation)
+        if moderation is not None:
+            payload["error"]["moderation_details"] = moderation
+    if generation.moderation and generation.status == Generation.Status.SUCCEEDED:
+        # Some images (or partial images) were withheld by the content policy.
+        payload["moderation_details"] = {
+            "moderation_stage": "output",
+            "categories": generation.moderation.get("categories", []),
+            "images_withheld": len(generation.moderation.get("withheld", [])),
+            "partial_images_withheld": generation.moderation.get("partials_withheld", 0),
         }
     return payload

@@ -29,6 +29,7 @@ from generations.availability import model_check_available
 from generations.catalog import queue_of
 from generations.inputs import store_inputs
 from generations.models import Generation, new_generation_id
+from generations.moderation.checks import input_check
 from generations.types import GenerationRequest
 from imagehub import broker, metrics
 from imagehub.db import CONNECTION_ERRORS, reconnect
@@ -117,6 +118,8 @@ def generation_create(
             param="model",
             code="model_not_allowed",
         )
+    # The content policy's input stage: a refusal is recorded and costs nothing.
+    input_check(order=order, organization=organization, api_key=api_key, user=user)
     unit_price, price = pricing.request_price(
         order.spec,
         width=order.width,

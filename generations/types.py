@@ -56,6 +56,9 @@ class GenerationRequest:
     # default, if any) and the events it wants (empty: the endpoint's, else all).
     webhook: str = ""
     webhook_events: tuple[str, ...] = ()
+    # OpenAI's `moderation`, as applied: `auto` or `low` (an organization that asks for
+    # strict moderation turns `low` into `auto`; generations/moderation/checks.py).
+    moderation: str = "auto"
     # Extra fields a caller wants recorded in `params` (e.g. the Idempotency-Key digest).
     extra: dict = field(default_factory=dict)
 

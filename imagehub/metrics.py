@@ -58,6 +58,11 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
 )
 IMAGES = Counter("imagehub_images_total", "Images delivered", ["model"])
+MODERATION_BLOCKS = Counter(
+    "imagehub_moderation_blocks_total",
+    "Requests (input) and generations (output) the content policy blocked, per category",
+    ["stage", "category"],
+)
 JOBS = Counter("imagehub_jobs_total", "Finished jobs", ["model", "status", "code"])
 RECOVERED = Counter(
     "imagehub_jobs_recovered_total",

@@ -354,9 +354,9 @@ IMAGE_RETENTION_DAYS = env_int("IMAGEHUB_IMAGE_RETENTION_DAYS", 30, minimum=1)
 GENERATION_RETENTION_DAYS = env_int("IMAGEHUB_GENERATION_RETENTION_DAYS", 400, minimum=1)
 # Idempotency keys are answered, then forgotten, after this many hours.
 IDEMPOTENCY_RETENTION_HOURS = env_int("IMAGEHUB_IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1)
-# Moderation and abuse records (kept longer: evidence), for the purge those records
-# register (imagehub/retention.py).
-MODERATION_RETENTION_DAYS = env_int("IMAGEHUB_MODERATION_RETENTION_DAYS", 730, minimum=1)
+# Moderation block records (stage, categories, key, prompt for review) are deleted after
+# this many days (generations/moderation/, README "Moderation").
+MODERATION_RETENTION_DAYS = env_int("IMAGEHUB_MODERATION_RETENTION_DAYS", 30, minimum=1)
 # How often a worker runs the purge (one worker at a time), and rows per batch: each
 # batch is its own short transaction.
 PURGE_INTERVAL_SECONDS = env_int("IMAGEHUB_PURGE_INTERVAL_SECONDS", 600, minimum=0)
@@ -364,6 +364,16 @@ PURGE_BATCH_SIZE = env_int("IMAGEHUB_PURGE_BATCH_SIZE", 1000, minimum=1)
 
 # GET /metrics asks for `Authorization: Bearer <token>` when this is set.
 METRICS_TOKEN = env_str("IMAGEHUB_METRICS_TOKEN")
+
+# --- moderation (README, "Moderation"; generations/moderation/) ------------------------
+# The operator's content policy, a JSON file read and validated at start-up (a bad file
+# stops start-up). Unset: moderation is off, nothing is checked and nothing is loaded.
+MODERATION_POLICY_FILE = env_str("IMAGEHUB_MODERATION_POLICY")
+# A key blocked more than this many times within an hour is suspended (403 key_suspended)
+# until the operator lifts it in the admin; 0: never suspend.
+MODERATION_SUSPEND_AFTER = env_int("IMAGEHUB_MODERATION_SUSPEND_AFTER", 20, minimum=0)
+# Threads per web process that run the text (and input image) classifiers.
+MODERATION_CLASSIFIER_THREADS = env_int("IMAGEHUB_MODERATION_CLASSIFIER_THREADS", 2, minimum=1)
 
 # --- limits and money -------------------------------------------------------------------
 # Requests per minute for keys and organizations that set no limit; 0 = unlimited.

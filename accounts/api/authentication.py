@@ -17,6 +17,7 @@ from rest_framework.permissions import BasePermission
 from accounts import keys
 from accounts.models import APIKey
 from accounts.services import api_key_touch
+from accounts.suspension import suspended_error
 from imagehub.db import retry_once
 from imagehub.errors import AuthenticationFailed, PermissionError_
 
@@ -84,6 +85,8 @@ class BearerKeyAuthentication(BaseAuthentication):
             )
         if key.expires_at is not None and key.expires_at <= now:
             raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        if key.suspended_at is not None:
+            raise suspended_error(key)
         # REMOTE_ADDR is the client as the server sees it: the peer, or the address a
         # trusted proxy forwarded (gunicorn's --forwarded-allow-ips).
         address = request.META.get("REMOTE_ADDR", "")

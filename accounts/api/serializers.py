@@ -183,7 +183,10 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["object", "id", "name", "slug", "credit_balance", "created_at", "role"]
+        fields = [
+            "object", "id", "name", "slug", "credit_balance", "moderation_strict", "created_at",
+            "role",
+        ]  # fmt: skip
         read_only_fields = fields
 
     def get_object(self, org) -> str:

@@ -41,6 +41,15 @@ class OrganizationForm(forms.Form):
     name = forms.CharField(max_length=200)
 
 
+class ModerationForm(forms.Form):
+    strict = forms.BooleanField(
+        required=False,
+        label="Always apply the whole content policy",
+        help_text="Requests that send moderation 'low' are checked as 'auto': no category "
+        "of the operator's policy is relaxed for this organization.",
+    )
+
+
 def _model_choices() -> list[tuple[str, str]]:
     unavailable = hooks.unavailable_models()
     marked = "{} (not available on this server)"

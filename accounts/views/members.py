@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts import members, selectors
 from accounts.models import Membership
 from accounts.views import org_page
-from accounts.views.forms import InviteForm, OrganizationForm, RoleForm
+from accounts.views.forms import InviteForm, ModerationForm, OrganizationForm, RoleForm
 
 
 def _render_members(request, caller, *, invite_form=None, status=200):
@@ -122,8 +122,19 @@ def invitation_revoke(request, caller, pk: int):
 
 @org_page(back="organization")
 def organization_settings(request, caller):
-    form = OrganizationForm(request.POST or None, initial={"name": caller.organization.name})
-    if request.method == "POST" and form.is_valid():
+    posted = request.POST if request.method == "POST" else None
+    moderating = posted is not None and "moderation" in posted
+    form = OrganizationForm(
+        None if moderating else posted, initial={"name": caller.organization.name}
+    )
+    moderation = ModerationForm(
+        posted if moderating else None, initial={"strict": caller.organization.moderation_strict}
+    )
+    if moderating and moderation.is_valid():
+        members.organization_set_moderation(caller=caller, strict=moderation.cleaned_data["strict"])
+        messages.success(request, "Saved the moderation setting.")
+        return redirect("organization")
+    if posted is not None and not moderating and form.is_valid():
         members.organization_rename(caller=caller, name=form.cleaned_data["name"])
         messages.success(request, "Saved.")
         return redirect("organization")
@@ -133,6 +144,8 @@ def organization_settings(request, caller):
         {
             "caller": caller,
             "form": form,
+            "moderation_form": moderation,
+            "is_owner": caller.role == Membership.Role.OWNER,
             "can_edit": caller.role in selectors.MANAGER_ROLES,
             "audit": selectors.audit_entry_list(organization=caller.organization)
             if caller.role in selectors.MANAGER_ROLES

@@ -99,9 +99,23 @@ def operator_dashboard(request):
                     money=True,
                 ),
                 *_queue_charts(),
+                *_moderation_charts(start, end),
             ],
         },
     )
+
+
+def _moderation_charts(start, end):
+    history = hooks.moderation_history(start=start, end=end)
+    return [
+        charts.stacked_bars(
+            history["days"],
+            history[series],
+            title=f"Moderation blocks per day by {label}",
+            empty="No request or image was blocked by the content policy in this period.",
+        )
+        for series, label in (("by_organization", "organization"), ("by_category", "category"))
+    ]
 
 
 def _queue_charts():

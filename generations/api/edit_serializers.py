@@ -17,7 +17,7 @@ from generations.catalog import ModelSpec, families
 DEFAULT_EDIT_STRENGTH = 0.75
 DEFAULT_VARIATION_STRENGTH = 0.6
 # Fields the SDK may send that have no meaning for a diffusion model.
-_IGNORED = ("moderation", "input_fidelity", "safety_identifier", "image[]", "images", "images[]")
+_IGNORED = ("input_fidelity", "safety_identifier", "image[]", "images", "images[]")
 
 
 _TASKS = {

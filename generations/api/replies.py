@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from generations import presenters
 from generations.api import streaming, waiting
 from generations.models import Generation
+from generations.moderation.checks import ModerationBlocked, details_of
 from imagehub import errors
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
@@ -90,6 +91,14 @@ def finished(generation: Generation, *, base_url: str, waited: float, headers: d
         raise errors.GatewayTimeout(
             waiting.still_running_message(generation, waited),
             code="generation_timeout",
+            headers=headers,
+            extra={"generation_id": generation.id},
+        )
+    moderation = details_of(generation)
+    if moderation is not None:  # the output stage withheld every image: OpenAI's 400
+        raise ModerationBlocked(
+            moderation["moderation_stage"],
+            moderation["categories"],
             headers=headers,
             extra={"generation_id": generation.id},
         )

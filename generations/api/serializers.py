@@ -15,6 +15,8 @@ from rest_framework import serializers
 from accounts.webhooks import endpoints
 from accounts.webhooks.events import EVENTS
 from generations.catalog import QUALITIES, ModelSpec, families, get_model
+from generations.moderation.checks import effective_level
+from generations.moderation.policy import LEVELS
 from imagehub.errors import InvalidRequest, NotFound
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
@@ -90,8 +92,6 @@ class WebhookEventsField(serializers.ListField):
 
 
 class GenerationRequestSerializer(StrictSerializer):
-    ignored = ("moderation",)
-
     prompt = serializers.CharField(trim_whitespace=False, allow_blank=False)
     model = serializers.CharField(required=False, allow_null=True, max_length=200)
     n = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=10)
@@ -128,6 +128,11 @@ class GenerationRequestSerializer(StrictSerializer):
     partial_images = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=3
     )
+    moderation = serializers.ChoiceField(
+        choices=LEVELS, required=False, allow_null=True,
+        help_text="The operator's content policy: 'auto' (default) applies every "
+        "category, 'low' skips the categories the operator marked as relaxable.",
+    )  # fmt: skip
     # imagehub extensions: a signed webhook for this generation's events.
     webhook = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=2000,
@@ -204,6 +209,7 @@ class GenerationRequestSerializer(StrictSerializer):
             "webhook_events": tuple(
                 endpoints.webhook_events_check(attrs.get("webhook_events") or [])
             ),
+            "moderation": effective_level(attrs.get("moderation"), _organization(self)),
         }
 
     # Hooks that edits and variations override (generations/api/edit_serializers.py).
@@ -224,6 +230,11 @@ class GenerationRequestSerializer(StrictSerializer):
 
     def resolve_size(self, spec: ModelSpec, attrs: dict) -> tuple[int, int]:
         return _resolve_size(spec, attrs)
+
+
+def _organization(serializer):
+    request = serializer.context.get("request")
+    return getattr(getattr(request, "auth", None), "organization", None)
 
 
 def _resolve_model(name: str | None) -> ModelSpec:

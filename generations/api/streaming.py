@@ -30,6 +30,7 @@ from django.http import StreamingHttpResponse
 from generations import notify, presenters, previews
 from generations.api import waiting
 from generations.models import Generation
+from generations.moderation.checks import ModerationBlocked, details_of
 
 
 def _event(name: str, payload: dict) -> bytes:
@@ -98,6 +99,9 @@ def _final(generation: Generation, prefix: str, waited: float) -> Iterator[bytes
         code, error_type = "generation_timeout", "server_error"
         message = waiting.still_running_message(generation, waited)
     error = {"message": message, "type": error_type, "param": None, "code": code}
+    moderation = details_of(generation)
+    if moderation is not None:
+        error.update(type=ModerationBlocked.type, moderation_details=moderation)
     yield _event("error", {"type": "error", "error": {**error, "generation_id": generation.id}})
 
 

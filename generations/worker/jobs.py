@@ -23,6 +23,12 @@ from generations.engine.cache import UnsupportedTask
 from generations.formats import EXTENSIONS, encode_image
 from generations.inputs import load_inputs, load_references
 from generations.models import Generation
+from generations.moderation.checks import (
+    ModerationBlocked,
+    OutputCheck,
+    output_verdict,
+    withheld_indices,
+)
 from generations.worker import probe, runtime
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
@@ -75,6 +81,8 @@ def _run_claimed(generation_id: str, place: runtime.Place) -> None:
         _fail(generation, "model_unavailable", str(exc))
     except OutOfMemory as exc:
         _fail(generation, "out_of_memory", f"The device ran out of memory: {exc}")
+    except ModerationBlocked as exc:  # every image withheld by the output stage
+        _fail(generation, exc.code, exc.message)
     except TimeLimitExceeded:
         _fail(generation, "timeout", "The generation ran past the time limit and was stopped.")
     except Exception as exc:  # noqa: BLE001 - one job's failure must never kill the worker
@@ -98,12 +106,15 @@ def _run(generation: Generation, place: runtime.Place) -> None:
         raise ModelLoadError(f"Model '{generation.model}' is no longer in the catalog.")
     engine = runtime.get_engine()
     stored = set(generation.images.values_list("index", flat=True))
-    missing = [i for i in range(generation.n) if i not in stored]
+    # Images the output stage withheld in an earlier attempt are not made again.
+    withheld_before = withheld_indices(generation)
+    missing = [i for i in range(generation.n) if i not in stored | withheld_before]
+    check = OutputCheck.for_(generation)  # None: no image classifier, nothing checked
     inference_seconds = generation.inference_seconds
     device_wait_seconds = generation.device_wait_seconds
     if missing:
         place.size(len(missing))
-        inputs = _task_inputs(generation, spec)
+        inputs = _task_inputs(generation, spec, check)
         result = runtime.run(
             RunRequest(
                 spec=spec,
@@ -126,7 +137,11 @@ def _run(generation: Generation, place: runtime.Place) -> None:
         # The whole pipeline call's seconds, shared with the jobs batched with this one.
         metrics.INFERENCE.labels(spec.id).observe(inference_seconds)
         metrics.sample_device_memory(engine.device)
-        for index, image in zip(missing, result.images, strict=True):
+        verdicts = check.flagged(result.images) if check else [()] * len(result.images)
+        withheld = [i for i, flagged in zip(missing, verdicts, strict=True) if flagged]
+        for index, image, flagged in zip(missing, result.images, verdicts, strict=True):
+            if flagged:
+                continue  # withheld: never stored, never charged
             data, content_type = encode_image(
                 image, generation.output_format, generation.output_compression, spec.png_compression
             )
@@ -140,17 +155,22 @@ def _run(generation: Generation, place: runtime.Place) -> None:
                 width=image.width,
                 height=image.height,
             )
+        if check is not None:
+            output_verdict(generation, check, withheld, delivered=generation.images.count())
+    delivered = generation.n - len(withheld_indices(generation))
+    if delivered == 0:  # a redelivered job whose images were all withheld before
+        raise ModerationBlocked("output", (generation.moderation or {}).get("categories", []))
     text_tokens = engine.text_tokens(spec, [generation.prompt, generation.negative_prompt])
     lifecycle.generation_complete(
         generation=generation,
         input_text_tokens=text_tokens,
-        output_tokens=spec.output_tokens(generation.width, generation.height) * generation.n,
+        output_tokens=spec.output_tokens(generation.width, generation.height) * delivered,
         inference_seconds=inference_seconds,
         device_wait_seconds=device_wait_seconds,
     )
 
 
-def _task_inputs(generation: Generation, spec) -> dict:
+def _task_inputs(generation: Generation, spec, check: OutputCheck | None = None) -> dict:
     """What an edit or variation adds to a run (its stored inputs), and the preview
     callback of a streaming request."""
     extra: dict = {}
@@ -163,7 +183,7 @@ def _task_inputs(generation: Generation, spec) -> dict:
         extra.update(init_image=init_image, mask=mask, strength=generation.params["strength"])
     count = generation.params.get("partial_images") or 0
     if generation.params.get("stream") and count:
-        extra.update(partial_images=count, on_partial=_PreviewSaver(generation, spec))
+        extra.update(partial_images=count, on_partial=_PreviewSaver(generation, spec, check))
     return extra
 
 
@@ -171,11 +191,17 @@ class _PreviewSaver:
     """`on_partial` of a streaming job. The engine calls it in the device's thread, which
     must get back to the steps at once: encoding, storing and the `partial` event (a
     database write) run in the preview thread instead, in order; `wait()` holds the job
-    until its previews are stored (a finished job's previews are all there)."""
+    until its previews are stored (a finished job's previews are all there).
 
-    def __init__(self, generation: Generation, spec):
+    With an output check, each preview is checked before it is stored: a flagged one is
+    dropped and the next allowed one takes its number, so the stream (which relays
+    previews 0, 1, ... in order) never sees a gap and never a flagged image."""
+
+    def __init__(self, generation: Generation, spec, check: OutputCheck | None = None):
         self.generation = generation
         self.spec = spec
+        self.check = check
+        self.stored = 0  # previews stored so far: the next one's number
         self.pending: list = []
 
     def __call__(self, k: int, image) -> None:
@@ -184,13 +210,20 @@ class _PreviewSaver:
     def _save(self, k: int, image) -> None:
         generation = self.generation
         try:
+            if self.check is not None and not self.check.partial_allowed(image):
+                logger.info("withheld preview %d of %s (content policy)", k, generation.id)
+                return
             data, _ = encode_image(
                 image, generation.output_format, generation.output_compression,
                 self.spec.png_compression,
             )  # fmt: skip
             previews.save_preview(
-                generation_id=generation.id, k=k, data=data, output_format=generation.output_format
+                generation_id=generation.id,
+                k=self.stored,
+                data=data,
+                output_format=generation.output_format,
             )
+            self.stored += 1
         except Exception:  # noqa: BLE001 - a preview must never fail the job
             logger.warning("preview %d of %s was not stored", k, generation.id, exc_info=True)
         finally:

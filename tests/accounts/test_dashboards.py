@@ -68,5 +68,6 @@ def test_operator_dashboard_is_for_staff(usage, client, other_tenant):
     assert page.status_code == 200
     html = page.content.decode()
     assert "Top organizations" in html and "acme" in html and "Latency p50 / p95" in html
-    assert html.count('<svg class="chart"') == 4  # + queue by model, by organization
+    # + queue by model, by organization; moderation blocks by organization, by category
+    assert html.count('<svg class="chart"') == 6
     assert "Operator dashboard" in client.get("/admin/").content.decode()

@@ -119,6 +119,7 @@ def test_running_work_is_never_purged(make_generation, settings):
         "idempotency_keys": 0,
         "generation_images": 0,
         "generation_records": 0,
+        "moderation_blocks": 0,
     }
     assert Generation.objects.get(pk=queued.pk).purged_at is None
 

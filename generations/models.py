@@ -278,3 +278,8 @@ class ModelStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} on {self.worker}: {'ok' if self.available else self.reason}"
+
+
+# Adapter models live with the rest of adapters; imported here so that Django registers
+# them with this app.
+from generations.adapters.models import Adapter, AdapterPrice  # noqa: E402, F401

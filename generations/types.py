@@ -56,6 +56,9 @@ class GenerationRequest:
     # default, if any) and the events it wants (empty: the endpoint's, else all).
     webhook: str = ""
     webhook_events: tuple[str, ...] = ()
+    # LoRA adapters, resolved for the caller's organization (generations/adapters/
+    # requests.py): ({"id", "name", "scale"}, …); the service adds each one's surcharge.
+    loras: tuple[dict, ...] = ()
     # Extra fields a caller wants recorded in `params` (e.g. the Idempotency-Key digest).
     extra: dict = field(default_factory=dict)
 
@@ -74,5 +77,6 @@ class GenerationRequest:
             if f.name not in ("spec", "images", "mask", "extra")
         }
         recorded.update(model=self.spec.id, seed=seed, masked=self.mask is not None)
+        recorded["loras"] = [dict(lora) for lora in self.loras]
         recorded.update(self.extra)
         return recorded

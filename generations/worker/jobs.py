@@ -17,13 +17,15 @@ from django.db import connection
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from generations import lifecycle, previews
+from generations.adapters.services import adapters_used
 from generations.catalog import get_model
-from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
+from generations.engine import AdapterError, Canceled, ModelLoadError, OutOfMemory, RunRequest
 from generations.engine.cache import UnsupportedTask
 from generations.formats import EXTENSIONS, encode_image
 from generations.inputs import load_inputs, load_references
 from generations.models import Generation
 from generations.worker import probe, runtime
+from generations.worker.adapters import adapter_uses
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
 from imagehub.db import is_connection_error, retry_once
@@ -75,6 +77,8 @@ def _run_claimed(generation_id: str, place: runtime.Place) -> None:
         _fail(generation, "model_unavailable", str(exc))
     except OutOfMemory as exc:
         _fail(generation, "out_of_memory", f"The device ran out of memory: {exc}")
+    except AdapterError as exc:
+        _fail(generation, "adapter_error", str(exc))
     except TimeLimitExceeded:
         _fail(generation, "timeout", "The generation ran past the time limit and was stopped.")
     except Exception as exc:  # noqa: BLE001 - one job's failure must never kill the worker
@@ -103,6 +107,7 @@ def _run(generation: Generation, place: runtime.Place) -> None:
     device_wait_seconds = generation.device_wait_seconds
     if missing:
         place.size(len(missing))
+        adapters = adapter_uses(generation)
         inputs = _task_inputs(generation, spec)
         result = runtime.run(
             RunRequest(
@@ -116,9 +121,11 @@ def _run(generation: Generation, place: runtime.Place) -> None:
                 seeds=[generation.seed + i for i in missing],
                 should_stop=_cancel_check(generation.id),
                 on_device=place.started,
+                adapters=adapters,
                 **inputs,
             )
         )
+        adapters_used(adapter_ids=[use.id for use in adapters if use.scale])
         if isinstance(inputs.get("on_partial"), _PreviewSaver):
             inputs["on_partial"].wait()
         inference_seconds = result.inference_seconds

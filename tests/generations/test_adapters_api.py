@@ -62,19 +62,15 @@ def test_upload_answers_the_adapter_and_reads_rank_and_targets(manage, tenant):
 
 def test_a_kohya_layout_file_is_read_and_checked_against_the_model(manage):
     # kohya names: lora_unet_<module with underscores>, lora_te_<text encoder module>.
+    q = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    te = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
     kohya = tensors_file(
         {
-            "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight": (
-                2,
-                64,
-            ),  # noqa: E501
-            "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight": (
-                64,
-                2,
-            ),  # noqa: E501
-            "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.alpha": (),
-            "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (2, 32),
-            "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": (32, 2),
+            f"{q}.lora_down.weight": (2, 64),
+            f"{q}.lora_up.weight": (64, 2),
+            f"{q}.alpha": (),
+            f"{te}.lora_down.weight": (2, 32),
+            f"{te}.lora_up.weight": (32, 2),
         }
     )
     response = upload(manage, kohya)

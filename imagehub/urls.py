@@ -25,6 +25,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="redoc"),
     path("admin/", admin.site.urls),
+    path("", include("generations.views.urls")),
     path("", include("accounts.views.urls")),
 ]
 

@@ -14,6 +14,7 @@ NAV_LINKS = [
     ("usage", "Usage"),
     ("members", "Members"),
     ("webhooks", "Webhooks"),
+    ("adapters", "Adapters"),  # generations/views/adapters.py
     ("organization", "Organization"),
 ]
 

@@ -42,3 +42,9 @@ def adapter_charges(loras) -> list[dict]:
     for lora in loras:
         lora["surcharge"] = prices.get(lora["id"], 0)
     return loras
+
+
+def adapter_set_label(params: dict | None) -> str:
+    """The applied adapters of a generation as usage groups them: ids sorted, "+"-joined."""
+    loras = (params or {}).get("loras") or []
+    return "+".join(sorted(lora["id"] for lora in loras if lora.get("scale")))[:200]

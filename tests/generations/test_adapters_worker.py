@@ -267,3 +267,18 @@ def test_the_engine_raises_adapter_error_for_a_missing_file():
         engine.run(request)
     assert raised.value.adapter_id == "adp_missing"
     assert "adp_missing" not in engine.adapters.loaded(spec)
+
+
+def test_usage_api_and_csv_show_the_adapters(api, adapters):
+    first, second = adapters(name="one"), adapters(name="two")
+    generate(api)
+    generate(api, loras=[{"id": second, "scale": 0.5}, {"id": first}])
+    generate(api, loras=[{"id": first, "scale": 0}])  # not applied: usage without adapters
+    rows = api.get("/v1/usage", {"group_by": "adapters"}).json()["data"]
+    by_set = {row["adapters"]: row for row in rows}
+    assert set(by_set) == {"", "+".join(sorted([first, second]))}
+    assert by_set[""]["requests"] == 2 and by_set["+".join(sorted([first, second]))]["images"] == 1
+    csv = api.get("/v1/usage", {"group_by": "model,adapters", "format": "csv"})
+    lines = csv.content.decode().splitlines()
+    assert lines[0].startswith("bucket_start,model,adapters,requests")
+    assert any(first in line and second in line for line in lines[1:])

@@ -1,0 +1,3 @@
+"""The web pages of generations: the organization's Adapters page (adapters.py), routed
+by urls.py (included by imagehub/urls.py). Thin like accounts/views/: the checks and
+writes are generations/adapters/'s; pages never import the REST API."""

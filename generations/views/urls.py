@@ -1,0 +1,10 @@
+"""URLs of the generations pages (the REST API's are in generations/api/urls.py)."""
+
+from django.urls import path
+
+from generations.views import adapters
+
+urlpatterns = [
+    path("adapters/", adapters.adapter_page, name="adapters"),
+    path("adapters/<str:pk>/delete/", adapters.adapter_delete_page, name="adapter-delete"),
+]

@@ -99,6 +99,7 @@ def measure(args) -> dict:
         return time.perf_counter() - started, result.inference_seconds
 
     r: dict = {"device": engine.device, "model": spec.id, "file_bytes": uses[0].bytes}
+    load_start = os.getloadavg()[0]
     # First use: the adapter is loaded into the cached pipeline (file -> PEFT layers).
     first = [timed([use]) for use in uses]
     r["first_use"] = statistics.median(total - call for total, call in first)
@@ -161,6 +162,7 @@ def measure(args) -> dict:
                 r[("calls", batching, interleaved)] = calls
     for key, values in samples.items():
         r[key] = statistics.median(values)
+    r["load"] = (load_start, os.getloadavg()[0])
     return r
 
 
@@ -206,12 +208,13 @@ def report(r: dict, args) -> list[str]:
     lines += [
         "",
         f"Interleaved adapters against the base alone: {ratio_off:.2f}x with batching off, "
-        f"{ratio_on:.2f}x with batching on (batches group jobs by adapter set, so three "
-        "interleaved sets make three batches where the base model makes one per batch "
-        "size). Adapters stay loaded after their first use (an LRU within "
-        "IMAGEHUB_ADAPTER_MEMORY_MB, counted in the model cache's budget), so switching costs "
-        "a set_adapters call, not a load. The LoRA layers' own cost per step is the gap "
-        "between the two pipeline-call times.",
+        f"{ratio_on:.2f}x with batching on. With batching on, the interleaved jobs ran as "
+        f"{r[('calls', True, True)]} pipeline calls (batches group jobs by adapter set: one "
+        f"set per call) and the base jobs as {r[('calls', True, False)]}. Adapters stay loaded "
+        "after their first use (an LRU within IMAGEHUB_ADAPTER_MEMORY_MB, counted in the "
+        "model cache's budget), so a switch costs set_adapters, not a load. Load average "
+        f"of the machine during the run: {r['load'][0]:.1f} at the start, {r['load'][1]:.1f} "
+        "at the end (other work shared the 2 cores: compare rows of this run only).",
     ]
     return lines
 

@@ -55,6 +55,10 @@ class Adapters:
         active = [use for use in uses if use.scale]
         if not active:
             return False
+        if not hasattr(pipe, "load_lora_weights"):
+            raise AdapterError(
+                active[0].id, f"Model '{spec.id}' ({type(pipe).__name__}) takes no LoRA adapters."
+            )
         self._prune()
         entry = self.cache.entry(spec)
         key = identity(spec)

@@ -28,6 +28,15 @@ class AdapterMismatch(ValueError):
     """The adapter's tensors do not fit the base model (the message says which)."""
 
 
+class OriginalNames(ValueError):
+    """A kohya file named after the original checkpoint's modules (LDM, BFL), which this
+    check cannot map to the model's diffusers modules."""
+
+
+# Module names of the original (non-diffusers) checkpoints, as kohya files spell them.
+ORIGINAL_NAMES = ("input_blocks", "output_blocks", "middle_block", "double_blocks", "single_blocks")
+
+
 def model_folder(spec: ModelSpec) -> Path | None:
     """The folder holding the model's files on this host, or None."""
     source = spec.source
@@ -113,6 +122,16 @@ def check_fits(lora: LoraFile, spec: ModelSpec) -> bool:
             unknown.append(module.name)
             continue
         _check_shapes(module, shape, spec)
+    if (
+        unknown
+        and lora.layout == "kohya"
+        and any(marker in name for name in unknown for marker in ORIGINAL_NAMES)
+    ):
+        raise OriginalNames(
+            "The adapter uses the original checkpoint's module names (kohya with "
+            f"'{unknown[0]}'); this server reads diffusers module names: convert the file "
+            "(e.g. with diffusers' conversion scripts) and upload it again."
+        )
     if unknown:
         listed = ", ".join(f"'{name}'" for name in unknown[:3])
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""

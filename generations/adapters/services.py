@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from generations.adapters.base_modules import AdapterMismatch, check_fits
+from generations.adapters.base_modules import AdapterMismatch, OriginalNames, check_fits
 from generations.adapters.lora_files import LoraFileError, analyse, read_header
 from generations.adapters.models import Adapter, new_adapter_id
 from generations.catalog import get_model
@@ -87,6 +87,8 @@ def adapter_create(
             verified = check_fits(lora, spec)
         except AdapterMismatch as exc:
             raise InvalidRequest(str(exc), param="base_model", code="adapter_mismatch") from exc
+        except OriginalNames as exc:
+            raise InvalidRequest(str(exc), param="file", code="invalid_adapter") from exc
         if not verified:
             logger.info("adapter for %s checked for its layout only: model files not here", spec.id)
         digest = _sha256(path)

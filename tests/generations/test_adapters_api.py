@@ -125,6 +125,17 @@ def test_tensors_of_the_wrong_size_for_the_model_are_a_400_naming_base_model(man
     assert error["param"] == "base_model" and "48" in error["message"]
 
 
+def test_a_kohya_file_with_the_original_checkpoint_names_is_a_400_naming_file(manage):
+    module = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
+    original = tensors_file(
+        {f"{module}.lora_down.weight": (4, 64), f"{module}.lora_up.weight": (64, 4)}
+    )
+    response = upload(manage, original)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "file" and "original checkpoint's module names" in error["message"]
+
+
 def test_an_unknown_base_model_or_missing_file_is_a_400(manage):
     response = upload(manage, demo_bytes(), base_model="no-such-model")
     assert response.status_code == 400 and response.json()["error"]["param"] == "base_model"

@@ -283,7 +283,7 @@ class UsageRollup(models.Model):
     latency_histogram = models.JSONField(default=dict)
     # The LoRA adapters the requests applied: their ids, sorted, joined by "+" ("" for
     # none), so usage can be grouped by adapter set (GET /v1/usage?group_by=adapters).
-    adapters = models.CharField(max_length=200, blank=True, default="")
+    adapters = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -11,6 +11,7 @@ import json
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.webhooks import endpoints
@@ -81,6 +82,21 @@ def _json_type(value) -> str:
     )
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": settings.MAX_ADAPTERS_PER_REQUEST,
+        "items": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "string", "description": "adp_…"},
+                "scale": {"type": "number", "minimum": -2, "maximum": 2, "default": 1},
+            },
+            "additionalProperties": False,
+        },
+    }
+)
 class LorasField(serializers.Field):
     """`loras`: a JSON list of {"id", "scale"}; in a form (edits), a JSON string, or the
     fields the OpenAI SDK sends for `extra_body={"loras": [...]}` on a multipart request

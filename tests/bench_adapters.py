@@ -108,7 +108,7 @@ def measure(args) -> dict:
     # Cached use (switching among loaded adapters: set_adapters / disable_lora only),
     # alternating with base calls, so both see the same machine.
     cached, base = [], []
-    for i in range(6):
+    for i in range(12):
         cached.append(timed([uses[i % 3]], seed=i))
         base.append(timed(seed=i))
     r["cached_use"] = statistics.median(total - call for total, call in cached)
@@ -188,7 +188,8 @@ def report(r: dict, args) -> list[str]:
         f"| cached use (switch to a loaded adapter, then off), added to the call | "
         f"{ms(r['cached_use'])} (base request: {ms(r['base_overhead'])}) |",
         f"| activate + deactivate alone, 30 switches | {r['switch_ms']:.2f} ms each |",
-        f"| pipeline call with an adapter active / base | {ms(r['adapter_call'])} / "
+        f"| pipeline call with an adapter active / base (median of 12 alternating pairs) | "
+        f"{ms(r['adapter_call'])} / "
         f"{ms(r['base_call'])} ({r['adapter_call'] / r['base_call']:.2f}x) |",
         "",
         f"| throughput, {args.jobs} jobs submitted at once (median of {args.rounds} rounds) "

@@ -91,6 +91,13 @@ check-deploy:
 
 bench: migrate demo-models
 	$(PY) -m tests.bench --out BENCHMARKS.md
+	$(PY) -m tests.bench_adapters --out BENCHMARKS.md
+
+# LoRA adapters: switching cost (first use, cached use) and throughput with three
+# adapters interleaved against the base model alone (also part of make bench).
+.PHONY: bench-adapters
+bench-adapters: migrate demo-models
+	$(PY) -m tests.bench_adapters --out BENCHMARKS.md
 
 # One request at a time on the embedded default (what make run starts) against a bare
 # pipe() loop, with where the difference goes.

@@ -295,6 +295,9 @@ class UsageRollup(models.Model):
     # Requests per logarithmic latency bucket ({"b<i>": count}), for percentiles within 1%
     # without reading raw generations; see accounts/usage.py.
     latency_histogram = models.JSONField(default=dict)
+    # The LoRA adapters the requests applied: their ids, sorted, joined by "+" ("" for
+    # none), so usage can be grouped by adapter set (GET /v1/usage?group_by=adapters).
+    adapters = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -83,6 +83,7 @@ def usage_record(
     input_tokens: int,
     output_tokens: int,
     latency_ms: int,
+    adapters: str = "",
 ) -> None:
     """Add one finished request to its hourly rollup row. The caller holds the
     organization lock (accounts.ledger.lock_organization), which serializes the
@@ -93,6 +94,7 @@ def usage_record(
         model=model,
         api_key_id=api_key_id,
         user_id=user_id,
+        adapters=adapters,
     )
     histogram = dict(row.latency_histogram)
     bucket = latency_bucket(latency_ms)
@@ -110,7 +112,7 @@ def usage_record(
     )
 
 
-GROUPS = {"model": "model", "key": "api_key_id", "user": "user__email"}
+GROUPS = {"model": "model", "key": "api_key_id", "user": "user__email", "adapters": "adapters"}
 METRICS = (
     "requests",
     "succeeded",

@@ -1,9 +1,17 @@
 from django import forms
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 
 from generations.catalog import all_models
-from generations.models import GeneratedImage, Generation, ModelPrice, ModerationBlock
+from generations.models import (
+    Adapter,
+    AdapterPrice,
+    GeneratedImage,
+    Generation,
+    ModelPrice,
+    ModerationBlock,
+)
 from generations.signed_urls import signed_url
 
 
@@ -119,3 +127,66 @@ class ModerationBlockAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Adapter)
+class AdapterAdmin(admin.ModelAdmin):
+    """Adapters per organization (empty organization: the operator's, shared with all).
+    Uploads go through the API or the Adapters page, where they are checked."""
+
+    list_display = (
+        "id",
+        "name",
+        "owner",
+        "base_model",
+        "size",
+        "rank",
+        "status",
+        "created_at",
+        "last_used_at",
+    )
+    list_filter = ("organization", "base_model", "status")
+    search_fields = ("id", "name", "organization__name")
+    list_select_related = ("organization",)
+    readonly_fields = [f.name for f in Adapter._meta.fields if f.name not in ("name", "status")]
+
+    @admin.display(description="organization", ordering="organization__name")
+    def owner(self, obj):
+        return obj.organization or "shared (operator)"
+
+    @admin.display(description="size", ordering="bytes")
+    def size(self, obj):
+        return filesizeformat(obj.bytes)
+
+    def has_add_permission(self, request):
+        return False
+
+
+class AdapterPriceForm(forms.ModelForm):
+    model = forms.ChoiceField(choices=(), required=False)
+
+    class Meta:
+        model = AdapterPrice
+        fields = ("model", "adapter", "price_per_image")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [("", "— one adapter (below) —")] + [
+            (spec.id, f"every adapter of {spec.id}") for spec in all_models()
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("model")) == bool(cleaned.get("adapter")):
+            raise forms.ValidationError("Choose a model or one adapter, not both.")
+        return cleaned
+
+
+@admin.register(AdapterPrice)
+class AdapterPriceAdmin(admin.ModelAdmin):
+    """Surcharge per image for each adapter a request applies (micro-credits): one
+    adapter's price wins over its model's; with neither, IMAGEHUB_ADAPTER_PRICE_PER_IMAGE."""
+
+    form = AdapterPriceForm
+    list_display = ("__str__", "model", "adapter", "price_per_image", "updated_at")
+    autocomplete_fields = ("adapter",)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.ledger import credits_settle, month_of
 from accounts.usage import usage_record
 from generations import events, fairness, notify
+from generations.adapters.pricing import adapter_set_label
 from generations.catalog import models_on_queue, queue_of
 from generations.models import GeneratedImage, Generation
 from imagehub.db import retry_once
@@ -206,6 +207,7 @@ def _settle(generation: Generation) -> None:
         input_tokens=generation.input_text_tokens + generation.input_image_tokens,
         output_tokens=generation.output_tokens if succeeded else 0,
         latency_ms=int((generation.finished_at - generation.created_at).total_seconds() * 1000),
+        adapters=adapter_set_label(generation.params),
     )
 
 

@@ -284,5 +284,7 @@ class ModelStatus(models.Model):
         return f"{self.model} on {self.worker}: {'ok' if self.available else self.reason}"
 
 
-# The moderation package keeps its records beside its code; registered with the app here.
+# Adapters and moderation records live with the rest of their packages; imported here so
+# that Django registers them with this app.
+from generations.adapters.models import Adapter, AdapterPrice  # noqa: E402, F401
 from generations.moderation.models import ModerationBlock  # noqa: E402, F401

@@ -80,6 +80,19 @@ def generation_payload(
         },
         "price": generation.price,
     }
+    loras = (generation.params or {}).get("loras")
+    if loras:
+        # imagehub extension: the LoRA adapters this generation used, with each one's
+        # surcharge per image (micro-credits, included in `price`).
+        payload["loras"] = [
+            {
+                "id": lora["id"],
+                "name": lora.get("name", ""),
+                "scale": lora["scale"],
+                "price_per_image": lora.get("surcharge", 0),
+            }
+            for lora in loras
+        ]
     if generation.status == Generation.Status.QUEUED:
         position = queue_position(generation)
         wait = estimated_start_seconds(generation, position)

@@ -5,6 +5,7 @@ One formula, following compute::
 
     unit  = price_per_image
             + ceil((width × height × steps + input_pixels) × price_per_megapixel_step / 10⁶)
+            + the surcharges of the request's adapters (generations/adapters/pricing.py)
     price = n × unit
 
 ``input_pixels`` is the pixels of every input image of an edit or variation (0 for
@@ -47,10 +48,19 @@ def unit_price(rates: Rates, *, width: int, height: int, steps: int, input_pixel
 
 
 def request_price(
-    spec: ModelSpec, *, width: int, height: int, steps: int, n: int, input_pixels: int = 0
+    spec: ModelSpec,
+    *,
+    width: int,
+    height: int,
+    steps: int,
+    n: int,
+    input_pixels: int = 0,
+    adapter_surcharge: int = 0,
 ) -> tuple[int, int]:
-    """(unit price per image, total price of the request)."""
+    """(unit price per image, total price of the request). `adapter_surcharge`: the
+    per-image surcharges of the adapters the request uses, added up."""
     unit = unit_price(
         rates_for(spec), width=width, height=height, steps=steps, input_pixels=input_pixels
     )
+    unit += adapter_surcharge
     return unit, unit * n

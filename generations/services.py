@@ -25,6 +25,7 @@ from accounts.ledger import (
 )
 from accounts.models import APIKey, Organization
 from generations import events, lifecycle, pricing
+from generations.adapters.pricing import adapter_charges
 from generations.availability import model_check_available
 from generations.catalog import queue_of
 from generations.inputs import store_inputs
@@ -120,6 +121,7 @@ def generation_create(
         )
     # The content policy's input stage: a refusal is recorded and costs nothing.
     input_check(order=order, organization=organization, api_key=api_key, user=user)
+    loras = adapter_charges(order.loras)
     unit_price, price = pricing.request_price(
         order.spec,
         width=order.width,
@@ -127,6 +129,7 @@ def generation_create(
         steps=order.priced_steps,
         n=order.n,
         input_pixels=sum(image.width * image.height for image in order.images),
+        adapter_surcharge=sum(lora["surcharge"] for lora in loras),
     )
     seed = secrets.randbelow(SEED_LIMIT) if order.seed is None else order.seed
     with transaction.atomic():
@@ -164,7 +167,7 @@ def generation_create(
             output_format=order.output_format,
             output_compression=order.output_compression,
             input_image_tokens=order.input_image_tokens,
-            params=order.params(seed=seed),
+            params={**order.params(seed=seed), "loras": loras},
             price=price,
             unit_price=unit_price,
             # Sent on commit; sent again from the outbox if still queued by then.

@@ -59,6 +59,9 @@ class GenerationRequest:
     # OpenAI's `moderation`, as applied: `auto` or `low` (an organization that asks for
     # strict moderation turns `low` into `auto`; generations/moderation/checks.py).
     moderation: str = "auto"
+    # LoRA adapters, resolved for the caller's organization (generations/adapters/
+    # requests.py): ({"id", "name", "scale"}, …); the service adds each one's surcharge.
+    loras: tuple[dict, ...] = ()
     # Extra fields a caller wants recorded in `params` (e.g. the Idempotency-Key digest).
     extra: dict = field(default_factory=dict)
 
@@ -77,5 +80,6 @@ class GenerationRequest:
             if f.name not in ("spec", "images", "mask", "extra")
         }
         recorded.update(model=self.spec.id, seed=seed, masked=self.mask is not None)
+        recorded["loras"] = [dict(lora) for lora in self.loras]
         recorded.update(self.extra)
         return recorded

@@ -47,6 +47,10 @@ def body_limit(content_type: str, path: str) -> int:
     which may also arrive as JSON with the images as data URLs) get MAX_UPLOAD_BYTES,
     everything else DATA_UPLOAD_MAX_MEMORY_SIZE. Here, while the body arrives (chunked
     ones too), and in RequestIdMiddleware from Content-Length (under WSGI as well)."""
+    if content_type.startswith("multipart/") and path.rstrip("/").endswith("/adapters"):
+        # A LoRA upload (the API's and the Adapters page's): the file's own limit is
+        # checked by the view (a 400 naming `file`); this leaves room for the form.
+        return settings.MAX_ADAPTER_BYTES + 1024 * 1024
     if content_type.startswith("multipart/") or path.endswith("/images/edits"):
         return settings.MAX_UPLOAD_BYTES
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -322,6 +322,18 @@ MAX_IMAGE_PIXELS = env_int("IMAGEHUB_MAX_IMAGE_PIXELS", 4096 * 4096, minimum=64 
 # All the input images of one edit or variation together (each is decoded and priced).
 MAX_INPUT_PIXELS = env_int("IMAGEHUB_MAX_INPUT_PIXELS", 2 * 4096 * 4096, minimum=64 * 64)
 DEVICE = env_str("IMAGEHUB_DEVICE", "auto")
+# LoRA adapters (generations/adapters/): the largest file an organization may upload,
+# the most adapters one request may name, the surcharge per image for each adapter used
+# when the operator set none for it or its model (micro-credits; admin: Adapter prices),
+# the device memory a worker keeps recently used adapters in (part of the model cache's
+# budget; 0 = 10% of it) and where it keeps their files.
+MAX_ADAPTER_BYTES = env_int("IMAGEHUB_MAX_ADAPTER_BYTES", 512 * 1024 * 1024, minimum=1024)
+MAX_ADAPTERS_PER_REQUEST = env_int("IMAGEHUB_MAX_ADAPTERS_PER_REQUEST", 3, minimum=1)
+ADAPTER_PRICE_PER_IMAGE = env_int("IMAGEHUB_ADAPTER_PRICE_PER_IMAGE", 0, minimum=0)
+ADAPTER_MEMORY_MB = env_int("IMAGEHUB_ADAPTER_MEMORY_MB", 0, minimum=0)
+ADAPTER_FILES_DIR = Path(
+    env_str("IMAGEHUB_ADAPTER_FILES_DIR", str(DATA_DIR / "adapter-files"))
+).resolve()
 # Models a worker loads at start-up, before taking jobs (comma-separated catalog ids).
 WARMUP_MODELS = env_list("IMAGEHUB_WARMUP_MODELS", [])
 SIGNED_URL_TTL_SECONDS = env_int("IMAGEHUB_URL_TTL_SECONDS", 3600, minimum=1)

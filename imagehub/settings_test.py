@@ -62,6 +62,7 @@ if not DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 MEDIA_ROOT = TEST_OUTPUT_DIR / "media"
 if STORAGES["images"]["BACKEND"].endswith("FileSystemStorage"):
     STORAGES["images"] = {**STORAGES["images"], "OPTIONS": {"location": MEDIA_ROOT / "images"}}
+ADAPTER_FILES_DIR = TEST_OUTPUT_DIR / "adapter-files"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SYNC_WAIT_SECONDS = 120.0
 LOGGING["loggers"]["imagehub"]["level"] = "INFO"

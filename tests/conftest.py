@@ -22,8 +22,9 @@ WSGIServer.request_queue_size = 1024
 
 @pytest.fixture(scope="session", autouse=True)
 def demo_models(django_db_blocker):
-    """The demo models, built once into the data dir (make test builds them first)."""
-    call_command("build_demo_models", verbosity=0)
+    """The demo models, built once into the data dir (make test builds them first), and
+    their demo adapters' files (tests that use them record them: tests/adapters.py)."""
+    call_command("build_demo_models", verbosity=0, register=False)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

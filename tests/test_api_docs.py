@@ -204,6 +204,20 @@ def drive_management(seen: Observed, api, tenant) -> None:
     usage = api.get("/v1/usage", {"group_by": "model,key,user"})
     assert usage.json()["data"], "no usage row to show"
     seen.response("GET /v1/usage", usage)
+    # LoRA adapters: upload, list, get, a generation naming one, usage by adapter set.
+    from tests.adapters import demo_bytes, upload
+
+    uploaded = upload(manage, demo_bytes("demo-sd"), name="docs")
+    assert uploaded.status_code == 201, uploaded.content
+    seen.response("POST /v1/adapters", uploaded)
+    seen.response("GET /v1/adapters", api.get("/v1/adapters"))
+    seen.response("GET /v1/adapters/{id}", api.get(f"/v1/adapters/{uploaded.json()['id']}"))
+    lora = {"prompt": "p", "size": "64x64", "loras": [{"id": uploaded.json()["id"]}]}
+    seen.response("POST generations (loras)", api.post(URL, lora, format="json"))
+    seen.response("GET /v1/usage (adapters)", api.get("/v1/usage", {"group_by": "adapters"}))
+    seen.response(
+        "DELETE /v1/adapters/{id}", manage.delete(f"/v1/adapters/{uploaded.json()['id']}")
+    )
     seen.response("GET /healthz", api.get("/healthz"))
     seen.response("GET /readyz", api.get("/readyz"))
 

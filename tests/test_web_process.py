@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from accounts.models import APIKey
+from tests.adapters import demo_file
 from tests.conftest import Tenant
 from tests.processes import ROOT, database_url_of, delete_queue, reachable, server_env
 
@@ -84,11 +85,19 @@ for path in ("/v1/keys", "/v1/organization", "/v1/organization/members", "/v1/we
 for path in ("/login/", "/signup/", "/password-reset/", "/docs/", "/openapi.json",
              "/healthz", "/admin/login/"):
     ask("page " + path, "get", path)
+lora = open(os.environ["PROBE_ADAPTER_FILE"], "rb")
+adapter = ask("adapter upload", "post", "/v1/adapters", data={"file": lora,
+    "base_model": "demo-sd", "name": "probe"}, **manage).json()
+ask("adapters", "get", "/v1/adapters", **bearer)
+ask("adapter", "get", "/v1/adapters/" + adapter["id"], **bearer)
+ask("create with loras", "post", "/v1/images/generations",
+    data={**body, "loras": [{"id": adapter["id"], "scale": 0.5}]},
+    content_type="application/json", **asynchronous)
 ask("metrics", "get", "/metrics", HTTP_AUTHORIZATION="Bearer probe-metrics")
 from accounts.models import User
 pages = Client()
 pages.force_login(User.objects.get(email=os.environ["PROBE_EMAIL"]))
-for path in ("/keys/", "/members/", "/organization/", "/webhooks/", "/usage/"):
+for path in ("/keys/", "/members/", "/organization/", "/webhooks/", "/usage/", "/adapters/"):
     ask("signed in " + path, "get", path, client=pages)
 print(json.dumps({
     "answers": answers,
@@ -127,9 +136,13 @@ EXPECTED = {
     "page /healthz": 200,
     "metrics": 200,
     "page /admin/login/": 200,
+    "adapter upload": 201,
+    "adapters": 200,
+    "adapter": 200,
+    "create with loras": 202,
     **{
         f"signed in {path}": 200
-        for path in ("/keys/", "/members/", "/organization/", "/webhooks/", "/usage/")
+        for path in ("/keys/", "/members/", "/organization/", "/webhooks/", "/usage/", "/adapters/")
     },
 }
 
@@ -166,6 +179,7 @@ def test_the_web_process_serves_every_kind_of_request_without_the_engine(tmp_pat
         PROBE_MANAGE_KEY=manage_secret,
         PROBE_EMAIL=tenant.user.email,
         PROBE_FORBIDDEN=json.dumps(FORBIDDEN),
+        PROBE_ADAPTER_FILE=demo_file("demo-sd"),
     )
     try:
         done = subprocess.run(

@@ -334,7 +334,7 @@ class UsageQuerySerializer(serializers.Serializer):
     end = MomentField(required=False, help_text="exclusive; default end of today (UTC)")
     bucket = serializers.ChoiceField(choices=("day", "hour"), default="day")
     group_by = serializers.CharField(
-        required=False, default="", help_text="comma-separated: model, key, user"
+        required=False, default="", help_text="comma-separated: model, key, user, adapters"
     )
     limit = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=100)
     page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_NUMBER, default=1)
@@ -345,7 +345,7 @@ class UsageQuerySerializer(serializers.Serializer):
         unknown = [g for g in groups if g not in usage.GROUPS]
         if unknown:
             raise serializers.ValidationError(
-                f"Cannot group by {unknown[0]!r}: use model, key or user."
+                f"Cannot group by {unknown[0]!r}: use model, key, user or adapters."
             )
         return groups
 

@@ -81,6 +81,9 @@ def _row(row: dict) -> dict:
         out["api_key_id"] = row["api_key_id"]
     if "user__email" in row:
         out["user"] = row["user__email"]
+    if "adapters" in row:
+        # The adapter set's ids joined by "+", "" for requests without adapters.
+        out["adapters"] = row["adapters"]
     for metric in usage.METRICS[:-1]:
         out[metric] = row[metric] or 0
     out["avg_latency_ms"] = (
@@ -99,7 +102,7 @@ def _csv(rows, group_by: list[str]) -> HttpResponse:
             writer.writeheader()
         writer.writerow(item)
     if writer is None:
-        columns = {"model": "model", "key": "api_key_id", "user": "user"}
+        columns = {"model": "model", "key": "api_key_id", "user": "user", "adapters": "adapters"}
         header = ["bucket_start", *(columns[g] for g in group_by), *usage.METRICS[:-1]]
         buffer.write(",".join([*header, "avg_latency_ms"]) + "\n")
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")

@@ -15,6 +15,7 @@ NAV_LINKS = [
     ("usage", "Usage"),
     ("members", "Members"),
     ("webhooks", "Webhooks"),
+    ("adapters", "Adapters"),  # generations/views/adapters.py
     ("organization", "Organization"),
 ]
 

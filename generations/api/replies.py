@@ -33,6 +33,8 @@ FAILURE_STATUS = {
     "out_of_memory": 503,
     "timeout": 504,
     "canceled": 409,
+    # The request's own LoRA adapter could not be used (generations/engine/adapters.py).
+    "adapter_error": 422,
 }
 
 

@@ -7,13 +7,16 @@ Every invalid field becomes a 400 that names it as `param`, like OpenAI's API do
 
 from __future__ import annotations
 
+import json
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.webhooks import endpoints
 from accounts.webhooks.events import EVENTS
+from generations.adapters.requests import parse_loras, resolve_loras
 from generations.catalog import QUALITIES, ModelSpec, families, get_model
 from generations.moderation.checks import effective_level
 from generations.moderation.policy import LEVELS
@@ -33,7 +36,11 @@ class StrictSerializer(serializers.Serializer):
     def to_internal_value(self, data):
         if isinstance(data, dict):
             for key in data:
-                if key not in self.fields and key not in self.ignored:
+                if (
+                    key not in self.fields
+                    and key not in self.ignored
+                    and not key.startswith(FORM_LIST_PREFIXES)
+                ):
                     raise serializers.ValidationError({key: f"Unknown parameter: '{key}'."})
         if type(data) is dict:  # a JSON body (form data arrives as a QueryDict of strings)
             for key, value in data.items():
@@ -75,6 +82,68 @@ def _json_type(value) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
         type(value), "an array" if isinstance(value, list) else "an object"
     )
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": settings.MAX_ADAPTERS_PER_REQUEST,
+        "items": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {
+                "id": {"type": "string", "description": "adp_…"},
+                "scale": {"type": "number", "minimum": -2, "maximum": 2, "default": 1},
+            },
+            "additionalProperties": False,
+        },
+    }
+)
+class LorasField(serializers.Field):
+    """`loras`: a JSON list of {"id", "scale"}; in a form (edits), a JSON string, or the
+    fields the OpenAI SDK sends for `extra_body={"loras": [...]}` on a multipart request
+    (`loras[][id]`, `loras[][scale]`, repeated; or `loras[0][id]`)."""
+
+    def get_value(self, dictionary):
+        if hasattr(dictionary, "getlist"):  # form data
+            return _loras_from_form(dictionary)
+        return super().get_value(dictionary)
+
+    def to_internal_value(self, data):
+        try:
+            return parse_loras(data)
+        except InvalidRequest as exc:
+            raise serializers.ValidationError(exc.message) from exc
+
+    def to_representation(self, value):
+        return value
+
+
+def _loras_from_form(form):
+    if form.get("loras") not in (None, ""):
+        try:
+            return json.loads(form.get("loras"))
+        except ValueError:
+            return form.get("loras")
+    ids, scales = form.getlist("loras[][id]"), form.getlist("loras[][scale]")
+    if ids:
+        if scales and len(scales) != len(ids):
+            return "give every adapter a scale, or none"
+        return [
+            {"id": id_, **({"scale": scales[i]} if scales else {})} for i, id_ in enumerate(ids)
+        ]
+    indexed: dict[int, dict] = {}
+    for key in form:
+        match = _INDEXED_LORA.match(key)
+        if match:
+            indexed.setdefault(int(match.group(1)), {})[match.group(2)] = form.get(key)
+    if indexed:
+        return [indexed[i] for i in sorted(indexed)]
+    return serializers.empty
+
+
+_INDEXED_LORA = re.compile(r"^loras\[(\d+)\]\[(id|scale)\]$")
+FORM_LIST_PREFIXES = ("loras[",)
 
 
 class WebhookEventsField(serializers.ListField):
@@ -144,6 +213,12 @@ class GenerationRequestSerializer(StrictSerializer):
         help_text="Which events to send: queued, started, partial, completed, failed, "
         "canceled (default: the organization's choice, else all).",
     )  # fmt: skip
+    # imagehub extension: the organization's LoRA adapters for this request.
+    loras = LorasField(
+        required=False, allow_null=True,
+        help_text='LoRA adapters of your organization: [{"id": "adp_…", "scale": 0.8}] (at '
+        "most IMAGEHUB_MAX_ADAPTERS_PER_REQUEST, default 3; scale from -2 to 2, default 1).",
+    )  # fmt: skip
 
     def validate_webhook(self, value):
         if not value:
@@ -187,6 +262,12 @@ class GenerationRequestSerializer(StrictSerializer):
         width, height = self.resolve_size(spec, attrs)
         steps, quality = _resolve_steps(spec, attrs)
         guidance = attrs.get("guidance_scale")
+        request = self.context.get("request")
+        loras = resolve_loras(
+            entries=attrs.get("loras") or [],
+            spec=spec,
+            organization=getattr(getattr(request, "auth", None), "organization", None),
+        )
         return {
             "spec": spec,
             "prompt": prompt,
@@ -210,6 +291,7 @@ class GenerationRequestSerializer(StrictSerializer):
                 endpoints.webhook_events_check(attrs.get("webhook_events") or [])
             ),
             "moderation": effective_level(attrs.get("moderation"), _organization(self)),
+            "loras": loras,
         }
 
     # Hooks that edits and variations override (generations/api/edit_serializers.py).

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations.api import views
+from generations.api import adapters, views
 
 create = views.ImageGenerationViewSet.as_view({"post": "create"})
 retrieve = views.ImageGenerationViewSet.as_view({"get": "retrieve"})
@@ -34,4 +34,6 @@ urlpatterns = [
         "v1/models/<path:pk>", views.ModelViewSet.as_view({"get": "retrieve"}), name="model-detail"
     ),
     path("v1/files/<path:name>", views.serve_file, name="image-file"),
+    path("v1/adapters", adapters.AdapterListView.as_view(), name="adapters-api"),
+    path("v1/adapters/<str:pk>", adapters.AdapterDetailView.as_view(), name="adapter-detail"),
 ]

@@ -8,6 +8,22 @@ and hands it `RunRequest`s. It imports nothing of the app but the catalog, and t
 process never imports it (the image formats both share are generations/formats.py).
 """
 
-from generations.engine.types import Canceled, ModelLoadError, OutOfMemory, RunRequest, RunResult
+from generations.engine.types import (
+    AdapterError,
+    AdapterUse,
+    Canceled,
+    ModelLoadError,
+    OutOfMemory,
+    RunRequest,
+    RunResult,
+)
 
-__all__ = ["Canceled", "ModelLoadError", "OutOfMemory", "RunRequest", "RunResult"]
+__all__ = [
+    "AdapterError",
+    "AdapterUse",
+    "Canceled",
+    "ModelLoadError",
+    "OutOfMemory",
+    "RunRequest",
+    "RunResult",
+]

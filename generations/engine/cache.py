@@ -62,6 +62,14 @@ class _Entry:
     ids: list[str]
     # "img2img" | "inpaint" -> a pipeline sharing this one's modules (diffusers' from_pipe).
     derived: dict[str, object] = field(default_factory=dict)
+    # LoRA adapters loaded into this pipeline's modules: adapter id -> device bytes
+    # (generations/engine/adapters.py keeps them; they count in the budget and leave with
+    # the model).
+    adapters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes + sum(self.adapters.values())
 
 
 def weights_of(spec: ModelSpec) -> str:
@@ -287,10 +295,23 @@ class PipelineCache:
     def _need(self, weights: int, headroom: int) -> int:
         entries = self._entries.values()
         return (
-            sum(entry.bytes for entry in entries)
+            sum(entry.total_bytes for entry in entries)
             + weights
             + max([headroom, *(entry.headroom for entry in entries)])
         )
+
+    def entry(self, spec: ModelSpec) -> _Entry | None:
+        """The loaded pipeline's entry (the caller holds the lock)."""
+        return self._entries.get(identity(spec))
+
+    def entry_by_identity(self, key: tuple) -> _Entry | None:
+        return self._entries.get(key)
+
+    def make_room(self, spec: ModelSpec) -> None:
+        """After the model's entry grew (adapters loaded into it): evict other models,
+        least recently used first, until the budget holds again."""
+        with self.lock:
+            self._evict_until(0, 0, reason=spec.id, keep=identity(spec))
 
     def evict(self, model_id: str, *, reason: str = "") -> None:
         with self.lock:

@@ -5,6 +5,7 @@ passes the device and the memory budget in (generations/worker/runtime.py).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -17,6 +18,7 @@ from PIL import Image
 
 from generations.catalog import ModelSpec
 from generations.engine import accelerate, families, processors, sources
+from generations.engine.adapters import Adapters
 from generations.engine.cache import (
     MB,
     ModelLoadError,
@@ -56,8 +58,11 @@ class Engine:
     device runs one call well at a time, so every call holds the device lock.
     """
 
-    def __init__(self, device: str = "auto", *, memory_budget_mb: int = 0):
-        """`memory_budget_mb` 0 means most of the device's free memory."""
+    def __init__(
+        self, device: str = "auto", *, memory_budget_mb: int = 0, adapter_budget_mb: int = 0
+    ):
+        """`memory_budget_mb` 0 means most of the device's free memory; the LoRA adapters
+        kept loaded take at most `adapter_budget_mb` of it (0: a tenth)."""
         import diffusers
         import transformers
 
@@ -73,6 +78,8 @@ class Engine:
             measure=lambda spec, pipe: pipeline_bytes(pipe, offloaded=self._offloads(spec)),
         )
         self.lock = self.cache.lock
+        adapter_budget = adapter_budget_mb * MB or self.cache.budget_bytes // 10
+        self.adapters = Adapters(self.cache, budget_bytes=adapter_budget)
         self._tokenizers: dict[str, object] = {}
         self._tokenizers_lock = threading.Lock()
         # generations.engine.batcher.Batcher: forms batches; started by the first batchable job.
@@ -190,7 +197,7 @@ class Engine:
         spec, mask, init_image = request.spec, request.mask, request.init_image
         width, height = request.width, request.height
 
-        with self.lock:
+        with self.lock, self._adapters(request):
             _started(request)
             pipe = self.pipeline(spec)
             kwargs = {"prompt": request.prompt}
@@ -236,7 +243,8 @@ class Engine:
         prompts = [r.prompt for r in requests for _ in r.seeds]
         negatives = [r.negative_prompt for r in requests for _ in r.seeds]
         seeds = [seed for r in requests for seed in r.seeds]
-        with self.lock:
+        # One batch, one adapter set (RunRequest.batch_key).
+        with self.lock, self._adapters(first):
             for request in requests:
                 _started(request)
             pipe = self.pipeline(spec)
@@ -252,6 +260,21 @@ class Engine:
             split.append(images[at : at + len(r.seeds)])
             at += len(r.seeds)
         return split, elapsed
+
+    @contextlib.contextmanager
+    def _adapters(self, request: RunRequest):
+        """The job's LoRA adapters on for its call, off after it, whatever happens (the
+        caller holds the device lock). The derived img2img and inpainting pipelines share
+        the base pipeline's modules, so its adapters apply there too."""
+        if not request.adapter_set:
+            yield
+            return
+        pipe = self.pipeline(request.spec)
+        self.adapters.activate(request.spec, pipe, request.adapters)
+        try:
+            yield
+        finally:
+            self.adapters.deactivate(pipe)
 
     def _common(self, pipe, request: RunRequest, seeds: list[int]) -> dict:
         return families.call_kwargs(pipe, request, seeds)

@@ -9,7 +9,15 @@ from typing import Any
 from generations.catalog import ModelSpec
 from generations.engine.cache import ModelLoadError
 
-__all__ = ["Canceled", "ModelLoadError", "OutOfMemory", "RunRequest", "RunResult"]
+__all__ = [
+    "AdapterError",
+    "AdapterUse",
+    "Canceled",
+    "ModelLoadError",
+    "OutOfMemory",
+    "RunRequest",
+    "RunResult",
+]
 
 
 class OutOfMemory(Exception):
@@ -18,6 +26,26 @@ class OutOfMemory(Exception):
 
 class Canceled(Exception):
     """Raised between two denoising steps when the job was asked to stop."""
+
+
+class AdapterError(Exception):
+    """A LoRA adapter of the job could not be loaded or applied (a corrupt file, tensors
+    that do not fit the model); the job fails with `adapter_error`, nothing else does."""
+
+    def __init__(self, adapter_id: str, message: str):
+        super().__init__(message)
+        self.adapter_id = adapter_id
+
+
+@dataclass(frozen=True)
+class AdapterUse:
+    """One LoRA of a job: its id (the adapter's name on the pipeline), its local
+    .safetensors file, its size in bytes and the scale it runs at."""
+
+    id: str
+    path: str
+    scale: float
+    bytes: int = 0
 
 
 @dataclass
@@ -48,6 +76,8 @@ class RunRequest:
     # Called once when the device begins the call that makes this job's images (the
     # worker counts the jobs it claimed that the device has not started yet).
     on_device: Callable[[], None] | None = None
+    # LoRA adapters applied for this call only (generations/engine/adapters.py).
+    adapters: tuple[AdapterUse, ...] = ()
 
     @property
     def images(self) -> int:
@@ -74,7 +104,14 @@ class RunRequest:
             self.steps,
             self.guidance_scale,
             with_negative,
+            self.adapter_set,
         )
+
+    @property
+    def adapter_set(self) -> tuple:
+        """The adapters that change the call (scale 0 changes nothing): one pipeline call
+        runs one set, so only jobs with the same set share a batch."""
+        return tuple((use.id, use.scale) for use in self.adapters if use.scale)
 
 
 @dataclass

@@ -17,8 +17,9 @@ from django.db import connection
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from generations import lifecycle, previews
+from generations.adapters.services import adapters_used
 from generations.catalog import get_model
-from generations.engine import Canceled, ModelLoadError, OutOfMemory, RunRequest
+from generations.engine import AdapterError, Canceled, ModelLoadError, OutOfMemory, RunRequest
 from generations.engine.cache import UnsupportedTask
 from generations.formats import EXTENSIONS, encode_image
 from generations.inputs import load_inputs, load_references
@@ -30,6 +31,7 @@ from generations.moderation.checks import (
     withheld_indices,
 )
 from generations.worker import probe, runtime
+from generations.worker.adapters import adapter_uses
 from generations.worker.liveness import WORKER_NAME, heartbeat
 from imagehub import metrics
 from imagehub.db import is_connection_error, retry_once
@@ -83,6 +85,8 @@ def _run_claimed(generation_id: str, place: runtime.Place) -> None:
         _fail(generation, "out_of_memory", f"The device ran out of memory: {exc}")
     except ModerationBlocked as exc:  # every image withheld by the output stage
         _fail(generation, exc.code, exc.message)
+    except AdapterError as exc:
+        _fail(generation, "adapter_error", str(exc))
     except TimeLimitExceeded:
         _fail(generation, "timeout", "The generation ran past the time limit and was stopped.")
     except Exception as exc:  # noqa: BLE001 - one job's failure must never kill the worker
@@ -114,6 +118,7 @@ def _run(generation: Generation, place: runtime.Place) -> None:
     device_wait_seconds = generation.device_wait_seconds
     if missing:
         place.size(len(missing))
+        adapters = adapter_uses(generation)
         inputs = _task_inputs(generation, spec, check)
         result = runtime.run(
             RunRequest(
@@ -127,9 +132,11 @@ def _run(generation: Generation, place: runtime.Place) -> None:
                 seeds=[generation.seed + i for i in missing],
                 should_stop=_cancel_check(generation.id),
                 on_device=place.started,
+                adapters=adapters,
                 **inputs,
             )
         )
+        adapters_used(adapter_ids=[use.id for use in adapters if use.scale])
         if isinstance(inputs.get("on_partial"), _PreviewSaver):
             inputs["on_partial"].wait()
         inference_seconds = result.inference_seconds

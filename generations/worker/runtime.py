@@ -30,7 +30,11 @@ def get_engine() -> Engine:
     if _engine is None:
         with _engine_lock:
             if _engine is None:
-                _engine = Engine(settings.DEVICE, memory_budget_mb=settings.MODEL_MEMORY_MB)
+                _engine = Engine(
+                    settings.DEVICE,
+                    memory_budget_mb=settings.MODEL_MEMORY_MB,
+                    adapter_budget_mb=settings.ADAPTER_MEMORY_MB,
+                )
     return _engine
 
 

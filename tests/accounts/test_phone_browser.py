@@ -27,7 +27,7 @@ PASSWORD = "correct horse battery staple"
 WIDTH, HEIGHT = 390, 844
 # Long but ordinary: the header and the tables must cope with names like these.
 EMAIL = "margaret.hamilton@apollo-guidance-computer.example"
-NAV = ["Keys", "Usage", "Members", "Webhooks", "Organization"]
+NAV = ["Keys", "Usage", "Members", "Webhooks", "Adapters", "Organization"]
 
 # The elements that stick out past the right edge, for the failure message.
 WIDEST = """(width) => [...document.querySelectorAll('body *')]
@@ -144,6 +144,7 @@ def test_every_page_fits_a_phone_and_works_by_touch(workspace, live_server, phon
         ("Usage", "/usage/"),
         ("Members", "/members/"),
         ("Webhooks", "/webhooks/"),
+        ("Adapters", "/adapters/"),
         ("Organization", "/organization/"),
         ("Keys", "/keys/"),
     ]:

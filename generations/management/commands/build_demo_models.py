@@ -3,9 +3,11 @@
     manage.py build_demo_models [--dir DIR] [--force] [demo-sd demo-flux ...]
 
 Builds each named demo (default: all) into ``settings.DEMO_MODELS_DIR / name``, skipping
-ones already complete unless --force.  Each build goes to a temporary folder beside the
-target and is renamed into place, so a crash never leaves a half-written model that a
-worker would try to load.
+ones already complete unless --force. Then a small random LoRA adapter for each
+(``DEMO_MODELS_DIR/adapters/``), registered as the operator's shared adapter
+(``adp_demo_sd_style``, ``adp_demo_flux_style``) when the database is migrated. Each
+build goes to a temporary folder beside the target and is renamed into place, so a crash
+never leaves a half-written model that a worker would try to load.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from tqdm import tqdm
 
+from generations.adapters.services import adapter_register_shared
+from generations.engine.demo_adapters import DEMO_ADAPTERS, build_demo_adapter
 from generations.engine.demo_models import DEMO_BUILDERS, DEMO_STEPS, is_built
 
 
@@ -40,8 +45,14 @@ class Command(BaseCommand):
             help="output folder (default: settings.DEMO_MODELS_DIR)",
         )
         parser.add_argument("--force", action="store_true", help="rebuild even if already built")
+        parser.add_argument(
+            "--no-register",
+            dest="register",
+            action="store_false",
+            help="build the demo adapters' files but do not record them in the database",
+        )
 
-    def handle(self, *args, names, out_dir, force, verbosity, **options):
+    def handle(self, *args, names, out_dir, force, verbosity, register=True, **options):
         unknown = sorted(set(names) - set(DEMO_BUILDERS))
         if unknown:
             choices = ", ".join(DEMO_BUILDERS)
@@ -63,6 +74,25 @@ class Command(BaseCommand):
                 elapsed = time.perf_counter() - started
                 line = f"built {name} in {elapsed:.1f} s at {target}"
                 self.stdout.write(self.style.SUCCESS(line))
+        for name in dict.fromkeys(names or DEMO_BUILDERS):
+            if name in DEMO_ADAPTERS:
+                self._adapter(name, root, force=force, register=register, verbosity=verbosity)
+
+    def _adapter(self, name: str, root: Path, *, force: bool, register: bool, verbosity: int):
+        """The demo model's random LoRA, and its shared adapter row (when migrated)."""
+        adapter_id, label, filename = DEMO_ADAPTERS[name]
+        path = root / "adapters" / filename
+        if force or not path.is_file():
+            build_demo_adapter(root / name, path)
+            if verbosity >= 1:
+                self.stdout.write(self.style.SUCCESS(f"built adapter {label} at {path}"))
+        if not register:
+            return
+        try:
+            adapter_register_shared(adapter_id=adapter_id, name=label, base_model=name, path=path)
+        except DatabaseError as exc:  # not migrated yet: `make run` migrates first
+            if verbosity >= 1:
+                self.stdout.write(f"adapter {adapter_id} not registered (database: {exc})")
 
     def _build(self, name: str, target: Path, *, show_progress: bool) -> None:
         # Same parent folder, so the final rename stays on one filesystem and is atomic.

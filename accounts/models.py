@@ -216,7 +216,10 @@ class CreditEntry(models.Model):
         RELEASE = "release"
         ADJUSTMENT = "adjustment"
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="ledger")
+    # Not indexed alone: (organization, created_at) below serves the lookups by tenant.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="ledger", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Signed change of the organization's available balance (credit_balance).
     amount = models.BigIntegerField()
@@ -263,12 +266,24 @@ class UsageRollup(models.Model):
     """Usage per hour, organization, model, key and user, kept current as generations
     finish, so that usage pages and the usage API never scan raw generations."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Only (organization, hour) is indexed (and `hour` by BRIN): every read is one
+    # tenant's hours or every tenant's hours, and the key and user are filters within
+    # those rows. Deleting a key or a user (the admin; tenants revoke keys) sets its rows'
+    # key or user to NULL with one scan of this table: a rare operator action.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     hour = models.DateTimeField()
     model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, related_name="+")
+    api_key = models.ForeignKey(
+        APIKey, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        db_index=False,
     )
     requests = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)

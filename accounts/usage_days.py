@@ -63,9 +63,32 @@ def latency_histogram_of(rows) -> dict[str, int]:
         return {key: int(count) for key, count in cursor.fetchall() if count}
 
 
-def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
-    """The summary of the rollups in [since, until), computed now (SQL sums)."""
-    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
+def _sums_in_one_scan(rows) -> tuple[dict, dict, dict]:
+    """Totals, per model and per organization of a queryset of rollups, in one read of
+    its rows (GROUPING SETS; PostgreSQL)."""
+    inner, params = rows.values("model", "organization_id", *TOTALS).query.sql_with_params()
+    sums = ", ".join(f"SUM(r.{m})::bigint" for m in TOTALS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT GROUPING(r.model, r.organization_id), r.model, r.organization_id, {sums} "
+            f"FROM ({inner}) AS r GROUP BY GROUPING SETS ((), (r.model), (r.organization_id))",
+            params,
+        )
+        found = cursor.fetchall()
+    totals, by_model, by_organization = dict.fromkeys(TOTALS), {}, {}
+    for grouping, model, organization_id, *values in found:
+        metrics = dict(zip(TOTALS, values, strict=True))
+        if grouping == 3:  # neither column grouped: the totals
+            totals = metrics
+        elif grouping == 1:  # per model
+            by_model[model] = {m: metrics[m] for m in PER_MODEL}
+        else:
+            by_organization[str(organization_id)] = {m: metrics[m] for m in PER_ORGANIZATION}
+    return totals, by_model, by_organization
+
+
+def _sums_in_three_scans(rows) -> tuple[dict, dict, dict]:
+    """The same as `_sums_in_one_scan`, with the ORM (SQLite)."""
     totals = rows.aggregate(**{m: Sum(m) for m in TOTALS})
     by_model = {
         r.pop("model"): r
@@ -77,6 +100,14 @@ def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
         .annotate(**{m: Sum(m) for m in PER_ORGANIZATION})
         .order_by()
     }
+    return totals, by_model, by_organization
+
+
+def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
+    """The summary of the rollups in [since, until), computed now (SQL sums)."""
+    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
+    sums = _sums_in_one_scan if connection.vendor == "postgresql" else _sums_in_three_scans
+    totals, by_model, by_organization = sums(rows)
     return {
         "totals": {k: v or 0 for k, v in totals.items()},
         "by_model": by_model,

@@ -17,7 +17,7 @@ from accounts.ledger import month_of
 from accounts.models import Organization
 from accounts.reconcile import HeldWork
 from generations.catalog import models_on_queue, queue_of
-from generations.models import Generation, QueueSample
+from generations.models import INCIDENTS, Generation, QueueSample
 from imagehub.db import retry_once
 
 
@@ -51,13 +51,14 @@ def job_counts() -> dict[str, int]:
         .annotate(n=Count("id"))
     )
     day_ago = timezone.now() - timedelta(days=1)
-    recent = Generation.objects.filter(created_at__gte=day_ago)
-    return {
-        **{status: counts.get(status, 0) for status in Generation.ACTIVE},
-        "recovered_24h": recent.filter(recoveries__gt=0).count(),
-        "redispatched_24h": recent.filter(dispatches__gt=1).count(),
-        "worker_lost_24h": recent.filter(status="failed", error_code="worker_lost").count(),
-    }
+    # One read of the partial index generation_incidents: the day's few jobs that
+    # needed recovery, not the day's thousands.
+    recent = Generation.objects.filter(INCIDENTS, created_at__gte=day_ago).aggregate(
+        recovered_24h=Count("id", filter=Q(recoveries__gt=0)),
+        redispatched_24h=Count("id", filter=Q(dispatches__gt=1)),
+        worker_lost_24h=Count("id", filter=Q(status="failed", error_code="worker_lost")),
+    )
+    return {**{status: counts.get(status, 0) for status in Generation.ACTIVE}, **recent}
 
 
 def stale_holds(now=None) -> list[Generation]:

@@ -262,6 +262,23 @@ class MonthlySpend(models.Model):
         return f"{self.organization_id}/{self.api_key_id or '*'} {self.month:%Y-%m}: {self.amount}"
 
 
+# The columns the tenant's usage reads take from a rollup row (accounts/usage.py,
+# accounts/dashboards.py), carried in its (organization, hour) index.
+ROLLUP_READ_COLUMNS = [
+    "model",
+    "api_key",
+    "user",
+    "requests",
+    "succeeded",
+    "failed",
+    "images",
+    "credits",
+    "input_tokens",
+    "output_tokens",
+    "latency_ms_total",
+]
+
+
 class UsageRollup(models.Model):
     """Usage per hour, organization, model, key and user, kept current as generations
     finish, so that usage pages and the usage API never scan raw generations."""
@@ -299,7 +316,14 @@ class UsageRollup(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["organization", "hour"]),
+            # A tenant's hours, with every column its reads sum or group by (the usage
+            # page and API, credits): index-only scans that read a few index pages, not
+            # one heap page per hourly row. PostgreSQL only; elsewhere a plain index.
+            models.Index(
+                fields=["organization", "hour"],
+                include=ROLLUP_READ_COLUMNS,
+                name="usage_rollup_tenant_hours",
+            ),
             # Every tenant's rows of a time range (the dashboard's unsettled days) use a
             # BRIN index on `hour`, PostgreSQL only, made by migration 0009: a few pages
             # for an append-mostly table, and never mistaken by the planner for a better

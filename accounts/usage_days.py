@@ -53,7 +53,10 @@ def latency_histogram_of(rows) -> dict[str, int]:
     if connection.vendor != "postgresql":
         return histogram_merge(rows.values_list("latency_histogram", flat=True))
     inner, params = rows.values("latency_histogram").query.sql_with_params()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The planner counts 100 buckets per row and picks a parallel plan whose workers
+        # take longer to start than this query of a few thousand rows takes alone.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(
             "SELECT bucket.key, SUM(bucket.value::bigint) "
             f"FROM ({inner}) AS r, jsonb_each_text(r.latency_histogram) AS bucket "

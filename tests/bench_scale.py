@@ -192,13 +192,15 @@ HOT_QUERIES = {
         "finished_at >= now() - interval '10 minutes'",
         "DROP INDEX generation_succeeded",
     ),
-    "credits (spent this month, one key)": (
-        "SELECT sum(credits) FROM accounts_usagerollup WHERE organization_id = {org} "
-        "AND api_key_id = {key} AND hour >= date_trunc('month', now())",
-        "CREATE INDEX scale_old_hour ON accounts_usagerollup (hour); "
+    "usage page (a tenant's 30 days by day and model)": (
+        "SELECT date_trunc('day', hour AT TIME ZONE 'UTC'), model, sum(credits), sum(images) "
+        "FROM accounts_usagerollup WHERE organization_id = {org} "
+        "AND hour >= now() - interval '30 days' GROUP BY 1, 2",
+        "DROP INDEX usage_rollup_tenant_hours; "
+        "CREATE INDEX scale_old_tenant ON accounts_usagerollup (organization_id, hour); "
         "CREATE INDEX scale_old_org ON accounts_usagerollup (organization_id); "
         "CREATE INDEX scale_old_key ON accounts_usagerollup (api_key_id); "
-        "DROP INDEX usage_rollup_hour_brin; ANALYZE accounts_usagerollup",
+        "ANALYZE accounts_usagerollup",
     ),
     "webhook deliveries (a tenant without any, newest 21)": (
         "SELECT id FROM accounts_webhookdelivery WHERE organization_id = 0 "
@@ -218,11 +220,12 @@ HOT_QUERIES = {
 
 
 def _plan(conn, sql: str) -> str:
-    rows = conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql).fetchall()
+    rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql).fetchall()
     lines = [r[0].strip() for r in rows]
     total = next((line for line in lines if line.startswith("Execution Time")), "")
+    pages = next((line for line in lines if line.startswith("Buffers:")), "Buffers: none")
     nodes = [line for line in lines if "->" in line or line == lines[0]]
-    return f"{' / '.join(nodes)[:240]} — {total}"
+    return f"{' / '.join(nodes)[:240]} — {pages}, {total}"
 
 
 def explain(dsn: str, org: int, key: int) -> dict[str, tuple[str, str]]:

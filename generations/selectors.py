@@ -169,17 +169,26 @@ def queue_history(hours: int = 24, now=None) -> dict:
     }
 
 
-def estimated_start_seconds(generation: Generation, position: int, now=None) -> float | None:
-    """Seconds until a queued job starts, from its queue position and the recent pace of
-    its queue (jobs finished in the last ten minutes), or None without a recent pace."""
+def queue_pace(model: str, now=None) -> dict:
+    """The jobs of `model`'s queue that finished in the last ten minutes: how many, and
+    the first one's finish. One read of the partial index generation_succeeded (model,
+    finished_at): those minutes only, whatever the size of the table."""
     now = now or timezone.now()
-    models = models_on_queue(queue_of(generation.model))
-    window = timedelta(minutes=10)
-    # One read of the partial index generation_succeeded (model, finished_at): the
-    # jobs of the last ten minutes only, whatever the size of the table.
-    recent = Generation.objects.filter(
-        model__in=models, status=Generation.Status.SUCCEEDED, finished_at__gte=now - window
+    models = models_on_queue(queue_of(model))
+    return Generation.objects.filter(
+        model__in=models,
+        status=Generation.Status.SUCCEEDED,
+        finished_at__gte=now - timedelta(minutes=10),
     ).aggregate(finished=Count("id"), first=Min("finished_at"))
+
+
+def estimated_start_seconds(
+    generation: Generation, position: int, now=None, recent: dict | None = None
+) -> float | None:
+    """Seconds until a queued job starts, from its queue position and the recent pace of
+    its queue (`queue_pace`, read now unless given), or None without a recent pace."""
+    now = now or timezone.now()
+    recent = queue_pace(generation.model, now) if recent is None else recent
     if not recent["finished"]:
         return None
     span = max((now - recent["first"]).total_seconds(), 1.0)

@@ -10,8 +10,8 @@ from django.db.models.functions import TruncDay
 
 from accounts.hooks import hooks
 from accounts.models import APIKey, Organization, UsageRollup
-from accounts.usage import histogram_merge, percentile_ms
-from accounts.usage_days import merge_counts, usage_days
+from accounts.usage import percentile_ms
+from accounts.usage_days import usage_period
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -74,13 +74,12 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
     """Every organization: volume, money, failures, latency, per-model usage; read from
     the daily summaries (accounts/usage_days.py), so its cost follows the days shown."""
     days = _days(start, end)
-    summaries = usage_days(start, end)
+    period = usage_period(start, end)
     totals = {
-        k: sum(day["totals"].get(k, 0) or 0 for day in summaries)
-        for k in ("images", "credits", "requests", "failed")
+        k: period["totals"].get(k, 0) or 0 for k in ("images", "credits", "requests", "failed")
     }
-    histogram = histogram_merge(day["latency_histogram"] for day in summaries)
-    organizations = merge_counts(day["by_organization"] for day in summaries)
+    histogram = period["latency_histogram"]
+    organizations = period["by_organization"]
     names = dict(
         Organization.objects.filter(pk__in=[int(pk) for pk in organizations]).values_list(
             "pk", "name"
@@ -93,14 +92,13 @@ def operator_overview(*, start: dt.date, end: dt.date) -> dict:
         ),
         key=lambda r: (-r.get("credits", 0), -r.get("images", 0)),
     )[:10]
-    models = merge_counts(day["by_model"] for day in summaries)
     per_model = sorted(
-        ({"model": model, **sums} for model, sums in models.items()),
+        ({"model": model, **sums} for model, sums in period["by_model"].items()),
         key=lambda r: -r.get("images", 0),
     )
     per_day = [
         {"day": day["day"], "model": model, **sums}
-        for day in summaries
+        for day in period["days"]
         for model, sums in day["by_model"].items()
     ]
     jobs = hooks.job_counts()

@@ -230,7 +230,10 @@ class CreditEntry(models.Model):
         RELEASE = "release"
         ADJUSTMENT = "adjustment"
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="ledger")
+    # Not indexed alone: (organization, created_at) below serves the lookups by tenant.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="ledger", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Signed change of the organization's available balance (credit_balance).
     amount = models.BigIntegerField()
@@ -273,16 +276,45 @@ class MonthlySpend(models.Model):
         return f"{self.organization_id}/{self.api_key_id or '*'} {self.month:%Y-%m}: {self.amount}"
 
 
+# The columns the tenant's usage reads take from a rollup row (accounts/usage.py,
+# accounts/dashboards.py), carried in its (organization, hour) index.
+ROLLUP_READ_COLUMNS = [
+    "model",
+    "api_key",
+    "user",
+    "requests",
+    "succeeded",
+    "failed",
+    "images",
+    "credits",
+    "input_tokens",
+    "output_tokens",
+    "latency_ms_total",
+]
+
+
 class UsageRollup(models.Model):
     """Usage per hour, organization, model, key and user, kept current as generations
     finish, so that usage pages and the usage API never scan raw generations."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Only (organization, hour) is indexed (and `hour` by BRIN): every read is one
+    # tenant's hours or every tenant's hours, and the key and user are filters within
+    # those rows. Deleting a key or a user (the admin; tenants revoke keys) sets its rows'
+    # key or user to NULL with one scan of this table: a rare operator action.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     hour = models.DateTimeField()
     model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(APIKey, on_delete=models.SET_NULL, null=True, related_name="+")
+    api_key = models.ForeignKey(
+        APIKey, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        db_index=False,
     )
     requests = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
@@ -301,7 +333,14 @@ class UsageRollup(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["organization", "hour"]),
+            # A tenant's hours, with every column its reads sum or group by (the usage
+            # page and API, credits): index-only scans that read a few index pages, not
+            # one heap page per hourly row. PostgreSQL only; elsewhere a plain index.
+            models.Index(
+                fields=["organization", "hour"],
+                include=ROLLUP_READ_COLUMNS,
+                name="usage_rollup_tenant_hours",
+            ),
             # Every tenant's rows of a time range (the dashboard's unsettled days) use a
             # BRIN index on `hour`, PostgreSQL only, made by migration 0009: a few pages
             # for an append-mostly table, and never mistaken by the planner for a better

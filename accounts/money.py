@@ -43,6 +43,10 @@ def _grouped(amount: Decimal) -> str:
 def credits_number(micro) -> str:
     """The amount in credits: 1_234_500_000 -> "1,234.5", 100 -> "0.0001",
     -2_500_000 -> "-2.5"; "" for None."""
+    if type(micro) is int:  # the usual case, exact in integers (charts draw hundreds)
+        whole, fraction = divmod(abs(micro), MICRO_PER_CREDIT)
+        text = f"{whole:,}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
+        return f"-{text}" if micro < 0 else text
     amount = _decimal(micro)
     if amount is None:
         return "" if micro is None else str(micro)
@@ -59,8 +63,11 @@ def format_credits(micro) -> str:
 
 def format_micro_credits(micro) -> str:
     """1500000 -> "1,500,000 micro-credits" (the figure the API and the ledger use)."""
-    amount = _decimal(micro)
-    if amount is None:
-        return "" if micro is None else str(micro)
-    number = _grouped(amount)
+    if type(micro) is int:
+        number = f"{micro:,}"
+    else:
+        amount = _decimal(micro)
+        if amount is None:
+            return "" if micro is None else str(micro)
+        number = _grouped(amount)
     return f"{number} {'micro-credit' if number in ('1', '-1') else 'micro-credits'}"

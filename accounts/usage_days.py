@@ -27,6 +27,7 @@ from accounts.usage import histogram_merge
 TOTALS = ("requests", "succeeded", "failed", "images", "credits")
 PER_MODEL = ("requests", "failed", "images", "credits")
 PER_ORGANIZATION = ("requests", "images", "credits")
+SUMMARY_FIELDS = ("totals", "by_model", "by_organization", "latency_histogram")
 
 
 def settled_before(now: dt.datetime | None = None) -> dt.date:
@@ -53,7 +54,10 @@ def latency_histogram_of(rows) -> dict[str, int]:
     if connection.vendor != "postgresql":
         return histogram_merge(rows.values_list("latency_histogram", flat=True))
     inner, params = rows.values("latency_histogram").query.sql_with_params()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The planner counts 100 buckets per row and picks a parallel plan whose workers
+        # take longer to start than this query of a few thousand rows takes alone.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cursor.execute(
             "SELECT bucket.key, SUM(bucket.value::bigint) "
             f"FROM ({inner}) AS r, jsonb_each_text(r.latency_histogram) AS bucket "
@@ -63,9 +67,32 @@ def latency_histogram_of(rows) -> dict[str, int]:
         return {key: int(count) for key, count in cursor.fetchall() if count}
 
 
-def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
-    """The summary of the rollups in [since, until), computed now (SQL sums)."""
-    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
+def _sums_in_one_scan(rows) -> tuple[dict, dict, dict]:
+    """Totals, per model and per organization of a queryset of rollups, in one read of
+    its rows (GROUPING SETS; PostgreSQL)."""
+    inner, params = rows.values("model", "organization_id", *TOTALS).query.sql_with_params()
+    sums = ", ".join(f"SUM(r.{m})::bigint" for m in TOTALS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT GROUPING(r.model, r.organization_id), r.model, r.organization_id, {sums} "
+            f"FROM ({inner}) AS r GROUP BY GROUPING SETS ((), (r.model), (r.organization_id))",
+            params,
+        )
+        found = cursor.fetchall()
+    totals, by_model, by_organization = dict.fromkeys(TOTALS), {}, {}
+    for grouping, model, organization_id, *values in found:
+        metrics = dict(zip(TOTALS, values, strict=True))
+        if grouping == 3:  # neither column grouped: the totals
+            totals = metrics
+        elif grouping == 1:  # per model
+            by_model[model] = {m: metrics[m] for m in PER_MODEL}
+        else:
+            by_organization[str(organization_id)] = {m: metrics[m] for m in PER_ORGANIZATION}
+    return totals, by_model, by_organization
+
+
+def _sums_in_three_scans(rows) -> tuple[dict, dict, dict]:
+    """The same as `_sums_in_one_scan`, with the ORM (SQLite)."""
     totals = rows.aggregate(**{m: Sum(m) for m in TOTALS})
     by_model = {
         r.pop("model"): r
@@ -77,6 +104,14 @@ def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
         .annotate(**{m: Sum(m) for m in PER_ORGANIZATION})
         .order_by()
     }
+    return totals, by_model, by_organization
+
+
+def live_summary(since: dt.datetime, until: dt.datetime) -> dict:
+    """The summary of the rollups in [since, until), computed now (SQL sums)."""
+    rows = UsageRollup.objects.filter(hour__gte=since, hour__lt=until)
+    sums = _sums_in_one_scan if connection.vendor == "postgresql" else _sums_in_three_scans
+    totals, by_model, by_organization = sums(rows)
     return {
         "totals": {k: v or 0 for k, v in totals.items()},
         "by_model": by_model,
@@ -98,31 +133,65 @@ def usage_day_summarize(*, day: dt.date) -> UsageDay:
     return row
 
 
-def usage_days(start: dt.date, end: dt.date, now: dt.datetime | None = None) -> list[dict]:
-    """One summary per day of [start, end), oldest first: stored for settled days (made
-    now where missing, a day without usage included), computed from the rollups for the
-    days that are not settled yet (today, and yesterday in the small hours)."""
+def usage_period(start: dt.date, end: dt.date, now: dt.datetime | None = None) -> dict:
+    """Every tenant's usage over the days [start, end): the totals, the merged latency
+    histogram, the sums per organization and per model, and `days` (each day's sums per
+    model, oldest first). Settled days come from their stored summaries (made now where
+    missing, a day without usage included), merged in the database on PostgreSQL; the
+    days not settled yet (today, and yesterday in the small hours) from the rollups."""
     settled = min(settled_before(now), end)
-    stored = {row.day: row for row in UsageDay.objects.filter(day__gte=start, day__lt=settled)}
-    days = []
+    stored = UsageDay.objects.filter(day__gte=start, day__lt=settled)
+    have = set(stored.values_list("day", flat=True))
+    live, per_day = [], []
     for i in range((end - start).days):
         day = start + dt.timedelta(days=i)
         if day >= settled:
-            summary = live_summary(_start(day), _start(day + dt.timedelta(days=1)))
-            days.append({**summary, "day": day})
-        else:
-            days.append(_as_dict(stored.get(day) or usage_day_summarize(day=day)))
-    return days
-
-
-def _as_dict(row: UsageDay) -> dict:
+            live.append(live_summary(_start(day), _start(day + dt.timedelta(days=1))))
+            per_day.append({"day": day, "by_model": live[-1]["by_model"]})
+        elif day not in have:
+            usage_day_summarize(day=day)
+    per_day[:0] = [{"day": d, "by_model": m} for d, m in stored.values_list("day", "by_model")]
+    if connection.vendor == "postgresql":
+        parts = [_merged_in_database(stored), *live]
+    else:
+        parts = [{f: getattr(row, f) for f in SUMMARY_FIELDS} for row in stored] + live
     return {
-        "totals": row.totals,
-        "by_model": row.by_model,
-        "by_organization": row.by_organization,
-        "latency_histogram": row.latency_histogram,
-        "day": row.day,
+        "totals": merge_counts({"all": p["totals"]} for p in parts).get("all", {}),
+        "latency_histogram": histogram_merge(p["latency_histogram"] for p in parts),
+        "by_organization": merge_counts(p["by_organization"] for p in parts),
+        "by_model": merge_counts(p["by_model"] for p in parts),
+        "days": sorted(per_day, key=lambda d: d["day"]),
     }
+
+
+def _merged_in_database(days) -> dict:
+    """The stored summaries of a queryset of UsageDay rows summed in SQL: no day's JSON
+    comes to Python (PostgreSQL)."""
+    inner, params = days.values("id").query.sql_with_params()
+    picked = f"SELECT * FROM accounts_usageday WHERE id IN ({inner})"
+    flat = "SELECT '{part}', k.key, NULL, SUM(k.value::bigint) FROM ({picked}) AS d, "
+    flat += "jsonb_each_text(d.{part}) AS k GROUP BY k.key"
+    nested = (
+        "SELECT '{part}', o.key, m.key, SUM(m.value::bigint) FROM ({picked}) AS d, "
+        "jsonb_each(d.{part}) AS o, jsonb_each_text(o.value) AS m GROUP BY o.key, m.key"
+    )
+    query = " UNION ALL ".join(
+        [
+            flat.format(part="totals", picked=picked),
+            flat.format(part="latency_histogram", picked=picked),
+            nested.format(part="by_organization", picked=picked),
+            nested.format(part="by_model", picked=picked),
+        ]
+    )
+    merged: dict = {field: {} for field in SUMMARY_FIELDS}
+    with connection.cursor() as cursor:
+        cursor.execute(query, params * 4)
+        for part, key, metric, value in cursor.fetchall():
+            if metric is None:
+                merged[part][key] = int(value)
+            else:
+                merged[part].setdefault(key, {})[metric] = int(value)
+    return merged
 
 
 def usage_days_summarize_recent(*, days: int = 3, now: dt.datetime | None = None) -> int:

@@ -90,14 +90,14 @@ def next_organization(models: list[str], prefer: int | None = None) -> int | Non
     return best.organization_id
 
 
-def queue_position(generation: Generation) -> int:
+def queue_position(generation: Generation, ranked: list[Share] | None = None) -> int:
     """Jobs expected to start before this queued one, under the policy above: the ones
     ahead of it in its organization, and from each other organization as many as a
     weighted round-robin serves meanwhile (all of a higher tier's, none of a lower's)."""
     from generations.catalog import models_on_queue, queue_of
 
     models = models_on_queue(queue_of(generation.model))
-    ranked = shares(models)
+    ranked = shares(models) if ranked is None else ranked
     own = next((s for s in ranked if s.organization_id == generation.organization_id), None)
     if own is None:
         return 0

@@ -17,6 +17,13 @@ def new_generation_id() -> str:
     return f"gen_{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
 
 
+# Jobs the recovery loop had to touch: taken over from a dead worker, sent again, or
+# failed with their worker lost.
+INCIDENTS = (
+    models.Q(recoveries__gt=0) | models.Q(dispatches__gt=1) | models.Q(error_code="worker_lost")
+)
+
+
 class Generation(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -31,8 +38,12 @@ class Generation(models.Model):
     id = models.CharField(
         primary_key=True, max_length=40, default=new_generation_id, editable=False
     )
+    # Not indexed alone: (organization, -created_at) below serves every lookup by tenant.
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.CASCADE, related_name="generations"
+        "accounts.Organization",
+        on_delete=models.CASCADE,
+        related_name="generations",
+        db_index=False,
     )
     api_key = models.ForeignKey(
         "accounts.APIKey",
@@ -133,6 +144,9 @@ class Generation(models.Model):
                 condition=models.Q(purged_at__isnull=True),
                 name="generation_unpurged",
             ),
+            # The operator dashboard's recovery counts of the last 24 hours
+            # (selectors.job_counts): the few jobs that needed recovery, not the day's all.
+            models.Index(fields=["created_at"], condition=INCIDENTS, name="generation_incidents"),
         ]
 
     def __str__(self) -> str:
@@ -173,7 +187,10 @@ class Generation(models.Model):
 
 
 class GeneratedImage(models.Model):
-    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="images")
+    # Not indexed alone: the unique (generation, index) serves every lookup by generation.
+    generation = models.ForeignKey(
+        Generation, on_delete=models.CASCADE, related_name="images", db_index=False
+    )
     index = models.PositiveSmallIntegerField()
     file = models.FileField(storage=images_storage, max_length=300)
     seed = models.BigIntegerField()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import time
 
-from generations.fairness import queue_position
+from generations.catalog import models_on_queue, queue_of
+from generations.fairness import queue_position, shares
 from generations.models import Generation
 from generations.moderation.checks import details_of
-from generations.selectors import estimated_start_seconds
+from generations.selectors import estimated_start_seconds, queue_pace
 from generations.signed_urls import signed_url
 from imagehub.db import retry_once
 
@@ -53,9 +54,29 @@ def _unix(moment) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 
 
+class QueueLook:
+    """One page's look at the queues: each queue's shares and pace read once for every
+    queued job the page shows, instead of once per job (a list of 20 queued jobs)."""
+
+    def __init__(self):
+        self._seen: dict[str, tuple] = {}
+
+    def position_and_wait(self, generation: Generation) -> tuple[int, float | None]:
+        name = queue_of(generation.model)
+        if name not in self._seen:
+            self._seen[name] = (shares(models_on_queue(name)), queue_pace(generation.model))
+        ranked, recent = self._seen[name]
+        position = queue_position(generation, ranked)
+        return position, estimated_start_seconds(generation, position, recent=recent)
+
+
 @retry_once  # reads only; after a create it runs once the job is committed and charged
 def generation_payload(
-    generation: Generation, *, base_url: str | None = None, images: bool = True
+    generation: Generation,
+    *,
+    base_url: str | None = None,
+    images: bool = True,
+    queue: QueueLook | None = None,
 ) -> dict:
     """The generation object: status always, ImagesResponse fields once it succeeded."""
     payload = {
@@ -94,8 +115,7 @@ def generation_payload(
             for lora in loras
         ]
     if generation.status == Generation.Status.QUEUED:
-        position = queue_position(generation)
-        wait = estimated_start_seconds(generation, position)
+        position, wait = (queue or QueueLook()).position_and_wait(generation)
         payload["queue_position"] = position
         payload["estimated_start"] = None if wait is None else int(time.time() + wait)
     if generation.status == Generation.Status.SUCCEEDED:

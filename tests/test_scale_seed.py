@@ -55,3 +55,18 @@ def test_the_dashboard_summaries_add_up_to_the_rollups(seeded):
     assert data["p95_ms"] == percentile_ms(merged, 0.95)
     again = operator_overview(start=start, end=today + dt.timedelta(days=1))
     assert again["p99_ms"] == data["p99_ms"] and again["top_organizations"]
+
+
+def test_the_days_merged_in_the_database_equal_their_merge_in_python(seeded):
+    from accounts import usage_days
+
+    today = dt.datetime.now(dt.UTC).date()
+    usage_days.usage_period(today - dt.timedelta(days=4), today + dt.timedelta(days=1))
+    stored = UsageDay.objects.all()
+    assert stored.count() >= 2
+    rows = [{f: getattr(r, f) for f in usage_days.SUMMARY_FIELDS} for r in stored]
+    merged = usage_days._merged_in_database(stored)
+    assert merged["latency_histogram"] == histogram_merge(r["latency_histogram"] for r in rows)
+    for field in ("by_organization", "by_model"):
+        assert merged[field] == usage_days.merge_counts(r[field] for r in rows) != {}
+    assert merged["totals"] == usage_days.merge_counts({"t": r["totals"]} for r in rows)["t"]

@@ -80,8 +80,12 @@ class WebhookDelivery(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
+    # Not indexed alone: (organization, -id) below serves every lookup by tenant.
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.CASCADE, related_name="webhook_deliveries"
+        "accounts.Organization",
+        on_delete=models.CASCADE,
+        related_name="webhook_deliveries",
+        db_index=False,
     )
     # The generation's id (accounts never imports generations: a string, not a key). Not
     # indexed: no query looks deliveries up by generation (issue 24's index audit).
@@ -106,7 +110,9 @@ class WebhookDelivery(models.Model):
     class Meta:
         verbose_name_plural = "webhook deliveries"
         indexes = [
-            models.Index(fields=["organization", "-created_at"]),
+            # The tenant's list, newest first by id (delivery.delivery_list) with its
+            # `before` cursor on the id: the list's own order, read from the index.
+            models.Index(fields=["organization", "-id"], name="webhook_delivery_list"),
             models.Index(
                 fields=["next_attempt_at"],
                 condition=Q(status="pending"),

@@ -121,10 +121,13 @@ class ImageGenerationViewSet(viewsets.ViewSet):
             Generation.objects.filter(organization=request.auth.organization),
             query.validated_data,
         )
+        queue = presenters.QueueLook()  # the page's queued jobs share one look at the queue
         return Response(
             {
                 "object": "list",
-                "data": [presenters.generation_payload(item, images=False) for item in items],
+                "data": [
+                    presenters.generation_payload(item, images=False, queue=queue) for item in items
+                ],
                 "has_more": has_more,
                 "next_cursor": listing.cursor_of(items[-1]) if has_more else None,
             }

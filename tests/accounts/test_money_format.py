@@ -74,3 +74,16 @@ def test_money_chart_tooltips_and_axis_are_in_exact_credits():
     assert ">0.00025</text>" in small and ">0.001</text>" in small  # to 1,000 µcr
     images = stacked_bars(days, {"demo-sd": [3, 1]}, title="Images")
     assert "credits" not in images
+
+
+def test_integers_read_the_same_as_their_decimal_text():
+    """Integers take a fast path (charts format hundreds of amounts); it must agree with
+    the exact Decimal path that strings of digits take."""
+    import random
+
+    rng = random.Random(24)
+    amounts = [0, 1, -1, 10, 999_999, 1_000_000, -1_000_001, 1_234_500_000, 10**18 + 7]
+    amounts += [rng.randint(-(10**16), 10**16) for _ in range(2000)]
+    for micro in amounts:
+        assert credits_number(micro) == credits_number(str(micro)), micro
+        assert format_micro_credits(micro) == format_micro_credits(str(micro)), micro

@@ -7,6 +7,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from generations import lifecycle
 from generations.selectors import estimated_start_seconds
@@ -74,3 +76,20 @@ def test_list_items_carry_no_image_data(api):
 def test_bad_list_queries_name_the_parameter(api, query, param):
     response = api.get(URL, query)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_a_page_of_queued_jobs_reads_the_queue_once(tenant, api, make_generation):
+    finish_by_hand(make_generation().id)  # a recent pace, so there are estimates
+    waiting = [make_generation(prompt=f"job {i}") for i in range(6)]
+    polled = {g.id: api.get(f"{URL}/{g.id}").json() for g in waiting}
+    with CaptureQueriesContext(connection) as few:
+        api.get(URL, {"limit": 2, "status": "queued"})
+    with CaptureQueriesContext(connection) as many:
+        page = api.get(URL, {"limit": 6, "status": "queued"}).json()["data"]
+    assert [item["id"] for item in page] == [g.id for g in reversed(waiting)]
+    for item in page:
+        assert item["queue_position"] == polled[item["id"]]["queue_position"]
+        assert abs(item["estimated_start"] - polled[item["id"]]["estimated_start"]) <= 2
+    # Four more queued jobs on the page cost one query each (the jobs ahead in their
+    # organization), not a look at every queue each.
+    assert len(many.captured_queries) - len(few.captured_queries) <= 4

@@ -209,3 +209,21 @@ def test_reconcile_reports_a_stale_hold_and_fix_releases_it(tenant, make_generat
     assert (generation.status, generation.error_code) == ("failed", "worker_lost")
     assert held(tenant) == 0
     call_command("reconcile_ledger")
+
+
+def test_the_dashboard_counts_the_days_recoveries(make_generation, stub_broker, settings):
+    from generations.selectors import job_counts
+
+    taken_over, lost, resent, ordinary = (make_generation() for _ in range(4))
+    running_on_a_dead_worker(taken_over)
+    running_on_a_dead_worker(lost, attempts=3)
+    recovery.recover()
+    later = timezone.now() + timedelta(seconds=settings.GENERATION_REDISPATCH_SECONDS + 1)
+    assert recovery.recover(now=later).redispatched >= 1
+    counts = job_counts()
+    assert counts["worker_lost_24h"] == 1
+    assert counts["recovered_24h"] == Generation.objects.filter(recoveries__gt=0).count() >= 1
+    assert counts["redispatched_24h"] == Generation.objects.filter(dispatches__gt=1).count() >= 1
+    # A day later, none of them is counted.
+    Generation.objects.update(created_at=timezone.now() - timedelta(days=1, seconds=1))
+    assert job_counts()["recovered_24h"] == job_counts()["worker_lost_24h"] == 0

@@ -309,7 +309,14 @@ def cpu_section(throughput: dict, bare_cpu: dict[int, float]) -> list[str]:
         "server, an upper bound). `worker beyond the call` is the worker's CPU less the "
         "bare loop's CPU for one call of the same size (batched calls cost less than that, "
         "so with batching it is a lower bound). Bound = cores ÷ (CPU per request, all "
-        "processes): the most requests a second this machine's cores can serve.",
+        "processes): the most requests a second this machine's cores can serve. On a CPU "
+        "the pipeline call itself keeps every core busy (its CPU is about cores × its wall "
+        "time), so each millisecond of CPU the web, the database and the worker's own "
+        "bookkeeping spend is taken from the model, and the full stack cannot pass the "
+        "bound whatever overlaps what; the worker's CPU beyond the call also grows with "
+        "concurrency, as the call runs slower (GIL and cores shared with the threads that "
+        "encode, store and settle). On a GPU host the device's work does not use these "
+        "cores, which the emulated-device benchmark (make bench-pipeline) measures.",
         "",
         "| size | batching | concurrency | bare call | worker | worker beyond the call | web "
         "| PostgreSQL | Redis | client | bound (img/s) | measured img/s |",

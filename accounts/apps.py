@@ -10,6 +10,7 @@ class AccountsConfig(AppConfig):
         # own receiver of the same signal: every door into authenticate() is counted.
         from django.contrib.auth.signals import user_login_failed
 
+        from accounts import checks  # noqa: F401 - registers the deploy checks
         from accounts.ratelimit import signin_failed
 
         user_login_failed.connect(signin_failed, dispatch_uid="imagehub-signin-failed")

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.cache import cache
 
 from tests.imagefiles import data_url, png_bytes, upload
@@ -315,14 +316,8 @@ def test_data_dir_and_sqlite_file_are_private(tmp_path):
     assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
 
 
-def test_check_deploy_passes_with_production_settings(tmp_path):
-    env = {
-        "IMAGEHUB_DATA_DIR": str(tmp_path),
-        "DJANGO_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
-        "DJANGO_ALLOWED_HOSTS": "images.example.com",
-        "DJANGO_BEHIND_HTTPS_PROXY": "1",
-    }
-    result = subprocess.run(
+def _check_deploy(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             "manage.py",
@@ -343,7 +338,32 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
         text=True,
         timeout=120,
     )
+
+
+def _production_env(tmp_path) -> dict:
+    return {
+        "IMAGEHUB_DATA_DIR": str(tmp_path),
+        "DJANGO_SECRET_KEY": uuid.uuid4().hex + uuid.uuid4().hex,
+        "DJANGO_ALLOWED_HOSTS": "images.example.com",
+        "DJANGO_BEHIND_HTTPS_PROXY": "1",
+        "IMAGEHUB_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+
+
+def test_check_deploy_passes_with_production_settings(tmp_path):
+    result = _check_deploy(_production_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_asks_for_a_key_of_the_webhook_secrets(tmp_path):
+    """Without IMAGEHUB_SECRET_ENCRYPTION_KEY, a new SECRET_KEY would make the stored
+    signing secrets unreadable: `check --deploy` says so, and how to set one."""
+    env = _production_env(tmp_path)
+    del env["IMAGEHUB_SECRET_ENCRYPTION_KEY"]
+    result = _check_deploy(env)
+    assert result.returncode != 0
+    assert "imagehub.W001" in result.stderr + result.stdout
+    assert "IMAGEHUB_SECRET_ENCRYPTION_KEY" in result.stderr + result.stdout
 
 
 # --- the schema tells the truth ----------------------------------------------------------

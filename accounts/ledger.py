@@ -137,13 +137,10 @@ def credits_adjust(*, organization: Organization, amount: int, memo: str) -> Cre
 
 def _spend_rows(organization_id: int, api_key_id: int | None, month: dt.date):
     """The month's rows of the organization (api_key null) and of the key, in one query."""
-    mine = (
-        Q(api_key__isnull=True)
-        if api_key_id is None
-        else Q(api_key__isnull=True) | Q(api_key_id=api_key_id)
-    )
-    rows = MonthlySpend.objects.filter(mine, organization_id=organization_id, month=month)
-    return rows
+    mine = Q(api_key__isnull=True)
+    if api_key_id is not None:
+        mine |= Q(api_key_id=api_key_id)
+    return MonthlySpend.objects.filter(mine, organization_id=organization_id, month=month)
 
 
 def monthly_spend(

@@ -23,7 +23,6 @@ import time
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -90,7 +89,7 @@ class _WakingConsumer(_RedisConsumer):
             raise ConnectionClosed(e) from None
 
     def _wait_for_message(self) -> None:
-        if self.queue_name == dq_name(self.queue_name.removesuffix(".DQ")):
+        if self.queue_name.endswith(".DQ"):
             # Delayed messages wake nobody: their eta is checked once per timeout.
             time.sleep(self.timeout / 1000)
             return

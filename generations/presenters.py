@@ -8,7 +8,6 @@ PUBLIC_BASE_URL wins everywhere), else paths.
 
 from __future__ import annotations
 
-import base64
 import time
 
 from generations.catalog import models_on_queue, queue_of
@@ -18,6 +17,7 @@ from generations.moderation.checks import details_of
 from generations.selectors import estimated_start_seconds, queue_pace
 from generations.signed_urls import signed_url
 from imagehub.db import retry_once
+from imagehub.renderers import Base64Text
 
 
 def usage(generation: Generation) -> dict:
@@ -42,7 +42,7 @@ def image_items(generation: Generation, base_url: str | None = None) -> list[dic
             item["url"] = signed_url(image.file, base_url)
         else:
             with image.file.open("rb") as handle:
-                item["b64_json"] = base64.b64encode(handle.read()).decode("ascii")
+                item["b64_json"] = Base64Text.of(handle.read())
         # Diffusion models take the prompt as given: the "revised" prompt is the prompt.
         item["revised_prompt"] = generation.prompt
         item["seed"] = image.seed

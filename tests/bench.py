@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,6 +58,35 @@ def _free_port() -> int:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def closed_loop(
+    concurrency: int, per_client: int, call: Callable[[int, int], dict], desc: str
+) -> tuple[list[dict], float]:
+    """`concurrency` clients, each sending `per_client` requests one after another
+    (`call(client, i)` sends one and returns its figures). Returns every request's figures
+    and the steady rate in requests per second: each client's rate from the start of its
+    second request to the start of its last (a cycle: one request and the client's own
+    work before the next), summed. The first round (the queue filling, batches forming
+    from nothing) and the last (companions gone, a partial batch) are left out, as a
+    service under constant load never sees them."""
+    starts: list[list[float]] = [[] for _ in range(concurrency)]
+    bar = tqdm(total=concurrency * per_client, desc=desc, leave=False)
+
+    def client(c: int) -> list[dict]:
+        results = []
+        for i in range(per_client):
+            starts[c].append(time.perf_counter())
+            results.append(call(c, c * per_client + i))
+            bar.update()
+        return results
+
+    with bar, ThreadPoolExecutor(concurrency) as pool:
+        results = [r for rs in pool.map(client, range(concurrency)) for r in rs]
+    if per_client < 3:
+        raise ValueError("a steady rate needs at least 3 requests per client")
+    rate = sum((len(s) - 2) / (s[-1] - s[1]) for s in starts)
+    return results, rate
 
 
 # --- the bare loop --------------------------------------------------------------------------
@@ -221,6 +251,7 @@ def stack(*, batching: bool, extra_env: dict | None = None, warm: str = MODEL):
         worker=processes[1].pid,
         database=database,
         broker=env["DRAMATIQ_BROKER_URL"],
+        log=str(workdir / "server.log"),
     )
     try:
         deadline = time.monotonic() + 60
@@ -271,24 +302,20 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
     for session in sessions:  # warm connections, worker and model
         request(session, base, size, 0)
     cpu_before, client_before = cpu_snapshot(), time.process_time()
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(
-            tqdm(
-                pool.map(lambda i: request(sessions[i % concurrency], base, size, i), range(count)),
-                total=count,
-                desc=f"stack {size}² c={concurrency}",
-                leave=False,
-            )
-        )
-    wall = time.perf_counter() - started
+    results, rate = closed_loop(
+        concurrency,
+        max(3, count // concurrency),
+        lambda c, i: request(sessions[c], base, size, i),
+        f"stack {size}² c={concurrency}",
+    )
+    count = len(results)
     cpu_after, client_after = cpu_snapshot(), time.process_time()
     cpu = {name: (cpu_after[name] - cpu_before[name]) / count for name in cpu_after}
     cpu["client"] = (client_after - client_before) / count
     overhead = [r["e2e"] - r["inference"] - r["queue"] for r in results]
     return {
         "cpu": cpu,
-        "ips": count / wall,
+        "ips": rate,
         "e2e_p50": pct([r["e2e"] for r in results], 50),
         "over_p50": pct(overhead, 50),
         "over_p95": pct(overhead, 95),
@@ -366,7 +393,7 @@ def main() -> None:
 
     spec = get_model(MODEL)
     sizes = [128] if args.quick else [128, 256]
-    levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 48), (32, 96)]
+    levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 64), (32, 128)]
     bare = Bare(Path(spec.source), spec.default_guidance)
     bare_ips = {size: bare.images_per_second(size, 16 if args.quick else 30) for size in sizes}
     bare_call = statistics.median(bare.call(256, 42) for _ in range(10))

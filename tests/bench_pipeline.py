@@ -18,17 +18,16 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from tqdm import tqdm
 
-from tests.bench import ROOT, machine, stack
+from tests.bench import ROOT, STACK, closed_loop, machine, stack
 
 MODEL = "emulated-device"
 SIZE = 1024
@@ -64,7 +63,7 @@ def one(session: requests.Session, base: str, output_format: str, seed: int) -> 
     )  # fmt: skip
     response.raise_for_status()
     timings = response.json()["timings"]
-    return {"e2e": time.perf_counter() - started, "inference": timings["inference"]}
+    return {"e2e": time.perf_counter() - started, **timings}
 
 
 def run(base: str, key: str, output_format: str, concurrency: int, count: int) -> dict:
@@ -72,25 +71,36 @@ def run(base: str, key: str, output_format: str, concurrency: int, count: int) -
     for session in sessions:
         session.headers["Authorization"] = f"Bearer {key}"
     one(sessions[0], base, output_format, 0)  # warm connection and encoder
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(
-            tqdm(
-                pool.map(
-                    lambda i: one(sessions[i % concurrency], base, output_format, i + 1),
-                    range(count),
-                ),
-                total=count,
-                desc=f"{output_format} c={concurrency}",
-                leave=False,
-            )
-        )
-    wall = time.perf_counter() - started
+    batches_before = len(batch_sizes())
+    results, rate = closed_loop(
+        concurrency,
+        max(3, count // concurrency),
+        lambda c, i: one(sessions[c], base, output_format, i + 1),
+        f"{output_format} c={concurrency}",
+    )
+    sizes = batch_sizes()[batches_before:]
+
+    def p50(f) -> float:
+        return statistics.median(f(r) for r in results)
+
     return {
-        "ips": count / wall,
-        "e2e_p50": statistics.median(r["e2e"] for r in results),
-        "inference_p50": statistics.median(r["inference"] for r in results),
+        "ips": rate,
+        "e2e_p50": p50(lambda r: r["e2e"]),
+        "inference_p50": p50(lambda r: r["inference"]),
+        # Where one request's time goes besides the device call (p50 of each part).
+        "queue_p50": p50(lambda r: r["queue"] + (r["device_wait"] or 0)),
+        "after_p50": p50(
+            lambda r: r["total"] - r["queue"] - (r["device_wait"] or 0) - r["inference"]
+        ),
+        "gateway_p50": p50(lambda r: r["e2e"] - r["total"]),
+        "batch_mean": statistics.mean(sizes) if sizes else float("nan"),
     }
+
+
+def batch_sizes() -> list[int]:
+    """Images per device call so far, from the worker's log lines."""
+    text = Path(STACK["log"]).read_text(errors="replace")
+    return [int(n) for n in re.findall(rf"batch model={MODEL} images=(\d+)", text)]
 
 
 def main() -> None:
@@ -106,9 +116,9 @@ def main() -> None:
     plans = [
         # (batching, concurrency, requests): one request at a time, then enough clients
         # to keep the device's queue full (with batching: two batches' worth).
-        (False, 1, max(6, args.requests // 4)),
-        (False, 4, args.requests),
-        (True, 2 * args.batch, args.requests * 2),
+        (False, 1, max(6, args.requests // 2)),
+        (False, 4, args.requests * 2),
+        (True, 2 * args.batch, args.requests * 4),
     ]
     for batching in (False, True):
         catalog = catalog_file(args.seconds, args.batch)
@@ -133,14 +143,17 @@ def main() -> None:
         "around the device (claim, encoding, storage, settlement, response) costs it.",
         "",
         "| batching | clients | format | capacity img/s | service img/s | ratio | "
-        "e2e p50 (s) | inference p50 (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "images per call | e2e p50 (s) | inference p50 (s) | queue + device wait p50 (ms) | "
+        "encode, store, settle p50 (ms) | gateway p50 (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for batching, concurrency, output_format, capacity, r in rows:
         lines.append(
             f"| {'on' if batching else 'off'} | {concurrency} | {output_format} | "
             f"{capacity:.2f} | {r['ips']:.2f} | {r['ips'] / capacity:.2f}× | "
-            f"{r['e2e_p50']:.3f} | {r['inference_p50']:.3f} |"
+            f"{r['batch_mean']:.2f} | {r['e2e_p50']:.3f} | {r['inference_p50']:.3f} | "
+            f"{r['queue_p50'] * 1000:.1f} | {r['after_p50'] * 1000:.1f} | "
+            f"{r['gateway_p50'] * 1000:.1f} |"
         )
     lines += [
         "",

@@ -14,13 +14,13 @@ from typing import TypeVar
 
 from django.db import connection
 from django.http import HttpResponse
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from generations import notify
 from generations.models import Generation
 from imagehub import errors
 from imagehub.asgi_app import CAN_DEFER, DEFERRED
+from imagehub.renderers import JSONRenderer
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -55,19 +54,10 @@ def encode_image(
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # 8 bits per sample
 _BAND_BYTES = 512 * 1024  # rows per band: at least this much data, so a band pays its way
-_bands_pool: ThreadPoolExecutor | None = None
-_bands_lock = threading.Lock()
-
-
-def _bands_executor() -> ThreadPoolExecutor:
-    global _bands_pool
-    if _bands_pool is None:
-        with _bands_lock:
-            if _bands_pool is None:
-                _bands_pool = ThreadPoolExecutor(
-                    max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="imagehub-png"
-                )
-    return _bands_pool
+# Threads start on first use (the web process imports this module and never encodes).
+_BANDS = ThreadPoolExecutor(
+    max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="imagehub-png"
+)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -101,14 +91,14 @@ def encode_png_fast(image, *, bands: int | None = None) -> bytes | None:
     filtered[:, 1 : 1 + channels] = rows[:, :channels]
     np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])
     if bands is None:
-        bands = max(1, min(_bands_executor()._max_workers, filtered.nbytes // _BAND_BYTES))
+        bands = max(1, min(_BANDS._max_workers, filtered.nbytes // _BAND_BYTES))
     bands = max(1, min(bands, height))
     edges = [height * i // bands for i in range(bands + 1)]
     parts = [(filtered[edges[i] : edges[i + 1]], i == bands - 1) for i in range(bands)]
     if bands == 1:
         deflated = [_deflate_band(*parts[0])]
     else:
-        deflated = list(_bands_executor().map(lambda part: _deflate_band(*part), parts))
+        deflated = list(_BANDS.map(lambda part: _deflate_band(*part), parts))
     # zlib stream: header (deflate, 32 KiB window, fastest), the bands, Adler-32 of it all.
     idat = b"\x78\x01" + b"".join(deflated) + struct.pack(">I", zlib.adler32(filtered))
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)

@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -47,6 +48,7 @@ ADMIN_DB = "postgresql://postgres@127.0.0.1/postgres"
 MODEL = "demo-sd"
 STEPS = 4
 PROMPT = "a lighthouse at dusk"
+BATCHES = (2, 4, 8)  # the bare loop's batch sizes measured besides 1
 
 
 def _free_port() -> int:
@@ -70,6 +72,8 @@ def closed_loop(
     work before the next), summed. The first round (the queue filling, batches forming
     from nothing) and the last (companions gone, a partial batch) are left out, as a
     service under constant load never sees them."""
+    if per_client < 3:
+        raise ValueError("a steady rate needs at least 3 requests per client")
     starts: list[list[float]] = [[] for _ in range(concurrency)]
     bar = tqdm(total=concurrency * per_client, desc=desc, leave=False)
 
@@ -83,8 +87,6 @@ def closed_loop(
 
     with bar, ThreadPoolExecutor(concurrency) as pool:
         results = [r for rs in pool.map(client, range(concurrency)) for r in rs]
-    if per_client < 3:
-        raise ValueError("a steady rate needs at least 3 requests per client")
     rate = sum((len(s) - 2) / (s[-1] - s[1]) for s in starts)
     return results, rate
 
@@ -101,28 +103,43 @@ class Bare:
         self.pipe.set_progress_bar_config(disable=True)
         self.guidance = guidance
         self.load_seconds = time.perf_counter() - started
-        self.cpu_per_image: dict[int, float] = {}  # CPU seconds of one call, by size
+        # CPU seconds per image, by (size, images per call).
+        self.cpu_per_image: dict[tuple[int, int], float] = {}
 
-    def call(self, size: int, seed: int) -> float:
+    def call(self, size: int, seed: int, batch: int = 1) -> float:
         started = time.perf_counter()
         with self.torch.inference_mode():
             self.pipe(
-                prompt=PROMPT,
+                prompt=[PROMPT] * batch,
                 width=size,
                 height=size,
                 num_inference_steps=STEPS,
                 guidance_scale=self.guidance,
-                generator=[self.torch.Generator("cpu").manual_seed(seed)],
+                generator=[self.torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)],
             )
         return time.perf_counter() - started
 
-    def images_per_second(self, size: int, count: int) -> float:
-        self.call(size, 0)  # warm
+    def images_per_second(self, size: int, count: int, batch: int = 1) -> float:
+        """Images a second of `count` images made `batch` at a time (one call per batch)."""
+        self.call(size, 0, batch)  # warm
+        calls = max(2, count // batch)
         started, cpu = time.perf_counter(), time.process_time()
-        for seed in tqdm(range(count), desc=f"bare {size}²", leave=False):
-            self.call(size, seed)
-        self.cpu_per_image[size] = (time.process_time() - cpu) / count
-        return count / (time.perf_counter() - started)
+        for seed in tqdm(range(calls), desc=f"bare {size}² batch {batch}", leave=False):
+            self.call(size, seed * batch, batch)
+        self.cpu_per_image[(size, batch)] = (time.process_time() - cpu) / (calls * batch)
+        return calls * batch / (time.perf_counter() - started)
+
+    def cpu_for(self, size: int, images_per_call: float) -> float:
+        """CPU seconds per image of the measured batch size nearest `images_per_call`."""
+        measured = [batch for (s, batch) in self.cpu_per_image if s == size]
+        nearest = min(measured, key=lambda batch: abs(batch - images_per_call))
+        return self.cpu_per_image[(size, nearest)]
+
+
+def batch_sizes(model: str = MODEL) -> list[int]:
+    """Images per device call so far in the running stack, from its worker's log lines."""
+    text = Path(STACK["log"]).read_text(errors="replace")
+    return [int(n) for n in re.findall(rf"batch model={re.escape(model)} images=(\d+)", text)]
 
 
 # --- CPU time per process ------------------------------------------------------------------------
@@ -302,6 +319,7 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
     for session in sessions:  # warm connections, worker and model
         request(session, base, size, 0)
     cpu_before, client_before = cpu_snapshot(), time.process_time()
+    calls_before = len(batch_sizes())
     results, rate = closed_loop(
         concurrency,
         max(3, count // concurrency),
@@ -310,12 +328,14 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
     )
     count = len(results)
     cpu_after, client_after = cpu_snapshot(), time.process_time()
+    calls = batch_sizes()[calls_before:]
     cpu = {name: (cpu_after[name] - cpu_before[name]) / count for name in cpu_after}
     cpu["client"] = (client_after - client_before) / count
     overhead = [r["e2e"] - r["inference"] - r["queue"] for r in results]
     return {
         "cpu": cpu,
         "ips": rate,
+        "images_per_call": statistics.mean(calls) if calls else 1.0,
         "e2e_p50": pct([r["e2e"] for r in results], 50),
         "over_p50": pct(overhead, 50),
         "over_p95": pct(overhead, 95),
@@ -324,7 +344,7 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
 
 
 # --- report -----------------------------------------------------------------------------------
-def cpu_section(throughput: dict, bare_cpu: dict[int, float]) -> list[str]:
+def cpu_section(throughput: dict, bare: Bare) -> list[str]:
     """Where the cores go: CPU milliseconds per request of each process, against the bare
     loop's CPU per image. On a CPU-only host the device's work and the gateway's share the
     same cores, so this, not a wait, bounds the throughput."""
@@ -333,9 +353,9 @@ def cpu_section(throughput: dict, bare_cpu: dict[int, float]) -> list[str]:
         "",
         "CPU milliseconds each process spent per request during the throughput runs above "
         "(/proc utime + stime; PostgreSQL: this database's backends; Redis: the whole "
-        "server, an upper bound). `worker beyond the call` is the worker's CPU less the "
-        "bare loop's CPU for one call of the same size (batched calls cost less than that, "
-        "so with batching it is a lower bound). Bound = cores ÷ (CPU per request, all "
+        "server, an upper bound). `model` is the bare loop's CPU per image at the same size "
+        "and the batch size nearest the run's mean images per call; `worker beyond the "
+        "model` is the worker's CPU less that. Bound = cores ÷ (CPU per request, all "
         "processes): the most requests a second this machine's cores can serve. On a CPU "
         "the pipeline call itself keeps every core busy (its CPU is about cores × its wall "
         "time), so each millisecond of CPU the web, the database and the worker's own "
@@ -345,17 +365,18 @@ def cpu_section(throughput: dict, bare_cpu: dict[int, float]) -> list[str]:
         "encode, store and settle). On a GPU host the device's work does not use these "
         "cores, which the emulated-device benchmark (make bench-pipeline) measures.",
         "",
-        "| size | batching | concurrency | bare call | worker | worker beyond the call | web "
-        "| PostgreSQL | Redis | client | bound (img/s) | measured img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| size | batching | concurrency | images per call | model | worker | worker beyond "
+        "the model | web | PostgreSQL | Redis | client | bound (img/s) | measured img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cores = os.cpu_count() or 1
     for batching in (False, True):
         for (size, concurrency), r in throughput[batching].items():
-            cpu, call = r["cpu"], bare_cpu.get(size, 0.0)
+            cpu, call = r["cpu"], bare.cpu_for(size, r["images_per_call"])
             total = sum(cpu.values())
             lines.append(
-                f"| {size}² | {'on' if batching else 'off'} | {concurrency} | {call * 1000:.1f} "
+                f"| {size}² | {'on' if batching else 'off'} | {concurrency} "
+                f"| {r['images_per_call']:.1f} | {call * 1000:.1f} "
                 f"| {cpu['worker'] * 1000:.1f} | {(cpu['worker'] - call) * 1000:.1f} "
                 f"| {cpu['web'] * 1000:.1f} | {cpu['postgres'] * 1000:.1f} "
                 f"| {cpu['redis'] * 1000:.1f} | {cpu['client'] * 1000:.1f} "
@@ -396,6 +417,12 @@ def main() -> None:
     levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 64), (32, 128)]
     bare = Bare(Path(spec.source), spec.default_guidance)
     bare_ips = {size: bare.images_per_second(size, 16 if args.quick else 30) for size in sizes}
+    # What the model can do in batched calls on this machine: the ceiling of batching.
+    batched_ips = {
+        (size, batch): bare.images_per_second(size, 16 if args.quick else 32, batch)
+        for size in sizes
+        for batch in BATCHES
+    }
     bare_call = statistics.median(bare.call(256, 42) for _ in range(10))
 
     lines = [
@@ -473,11 +500,27 @@ def main() -> None:
         "batches running, or this batch forming): what the gateway adds around the model. "
         "With batching, `inference` is the duration of the batch call the image was in.",
         "",
+        "The rate is the steady one: each client's requests from its second to its last "
+        "(tests/bench.py, closed_loop), so the queue filling at the start and the last "
+        "partial batches are left out.",
+        "",
+        "What the model itself does in batched calls (the bare loop, one call per batch), "
+        "the ceiling of batching on this machine:",
+        "",
+        "| size | " + " | ".join(f"batch {b} img/s" for b in (1, *BATCHES)) + " |",
+        "|---|" + "---|" * (1 + len(BATCHES)),
+        *[
+            f"| {size}² | {bare_ips[size]:.2f} | "
+            + " | ".join(f"{batched_ips[(size, b)]:.2f}" for b in BATCHES)
+            + " |"
+            for size in sizes
+        ],
+        "",
         "No GPU was available to the session that measured this; the FLUX.1-schnell "
         "1024² figure on an H100 is still to be measured.",
         "",
     ]
-    lines += cpu_section(throughput, bare.cpu_per_image)
+    lines += cpu_section(throughput, bare)
     report = "\n".join(lines)
     print(report)
     if args.out:

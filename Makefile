@@ -128,6 +128,12 @@ bench-clients: migrate demo-models
 bench-services: migrate demo-models
 	$(PY) -m tests.bench_services
 
+# A multi-image answer on S3 (moto on loopback, a network round trip added to each
+# request): the worker's encode + upload and the web's read-back, in turn and in parallel.
+.PHONY: bench-storage
+bench-storage: install
+	$(PY) -m tests.bench_storage --out BENCHMARKS.md
+
 # Fair share: how long one tenant's request waits behind another's backlog.
 .PHONY: bench-fairness
 bench-fairness: migrate demo-models

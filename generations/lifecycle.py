@@ -120,7 +120,13 @@ def generation_heartbeat(*, generation_ids: list[str], worker: str) -> int:
 
 
 @retry_once
-def generation_save_image(
+def generation_save_image(**file) -> GeneratedImage:
+    """Store one image file and its row: generation_image_file's arguments, then
+    generation_image_row."""
+    return generation_image_row(image=generation_image_file(**file))
+
+
+def generation_image_file(
     *,
     generation: Generation,
     index: int,
@@ -131,9 +137,8 @@ def generation_save_image(
     width: int,
     height: int,
 ) -> GeneratedImage:
-    """Store one image file and its row; a repeat of the same index keeps the first (the
-    worker saves only the indexes it found missing, so a repeat is a race: no query to
-    look first)."""
+    """Store one image's file through django-storages, no database: its row, unsaved (the
+    worker uploads a generation's images side by side, then writes their rows)."""
     name = generation.file_name(f"{generation.id}-{index}", extension)
     image = GeneratedImage(
         generation=generation,
@@ -145,13 +150,20 @@ def generation_save_image(
         bytes=len(data),
     )
     image.file.save(name, ContentFile(data), save=False)
+    return image
+
+
+def generation_image_row(*, image: GeneratedImage) -> GeneratedImage:
+    """Write a stored file's row; a repeat of the same index keeps the first (the worker
+    saves only the indexes it found missing, so a repeat is a race: no query to look
+    first)."""
     try:
         with transaction.atomic():
             image.save()
     except IntegrityError:
         # Another delivery of the same job won the race; drop our copy of the file.
         image.file.storage.delete(image.file.name)
-        return GeneratedImage.objects.get(generation=generation, index=index)
+        return GeneratedImage.objects.get(generation=image.generation, index=image.index)
     return image
 
 

@@ -9,6 +9,7 @@ PUBLIC_BASE_URL wins everywhere), else paths.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from generations.catalog import models_on_queue, queue_of
 from generations.fairness import queue_position, shares
@@ -34,15 +35,30 @@ def usage(generation: Generation) -> dict:
     }
 
 
+def _read(image) -> bytes:
+    with image.file.open("rb") as handle:
+        return handle.read()
+
+
+# Reads of the files of multi-image answers, side by side (S3: one request each).
+_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="imagehub-read")
+
+
 def image_items(generation: Generation, base_url: str | None = None) -> list[dict]:
     items = []
-    for image in generation.images.all():
+    images = list(generation.images.all())
+    if generation.response_format == "url":
+        contents = [None] * len(images)
+    elif len(images) > 1:
+        contents = list(_readers.map(_read, images))
+    else:
+        contents = [_read(image) for image in images]
+    for image, content in zip(images, contents, strict=True):
         item: dict = {}
-        if generation.response_format == "url":
+        if content is None:
             item["url"] = signed_url(image.file, base_url)
         else:
-            with image.file.open("rb") as handle:
-                item["b64_json"] = Base64Text.of(handle.read())
+            item["b64_json"] = Base64Text.of(content)
         # Diffusion models take the prompt as given: the "revised" prompt is the prompt.
         item["revised_prompt"] = generation.prompt
         item["seed"] = image.seed

@@ -12,11 +12,15 @@ model, sizes, steps and seeds.
 Measured:
 - latency: one 256x256 request, cold (first after start-up) and warm (median), against
   one bare call;
-- throughput: images per second at concurrency 1, 8 and 32, two sizes, batching off and
-  on (IMAGEHUB_BATCHING), with the ratio to the bare loop, and gateway overhead per
+- throughput: steady images per second at concurrency 1, 8, 16 and 32, two sizes,
+  batching off and on (IMAGEHUB_BATCHING), with the ratio to the bare loop (and the bare
+  loop's own batched calls, the ceiling of batching), and gateway overhead per
   request = end-to-end latency − the worker's inference time − the time the job waited
   for a worker (`timings.queue`) and for the device (`timings.device_wait`), at
-  p50/p95/p99.
+  p50/p95/p99;
+- CPU per request of each process (web, worker, PostgreSQL, Redis, client) against the
+  model's own CPU per image: on a CPU-only host they share the cores, which bounds the
+  throughput.
 """
 
 from __future__ import annotations
@@ -414,7 +418,7 @@ def main() -> None:
 
     spec = get_model(MODEL)
     sizes = [128] if args.quick else [128, 256]
-    levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 64), (32, 128)]
+    levels = [(1, 8), (8, 24)] if args.quick else [(1, 16), (8, 64), (16, 96), (32, 128)]
     bare = Bare(Path(spec.source), spec.default_guidance)
     bare_ips = {size: bare.images_per_second(size, 16 if args.quick else 30) for size in sizes}
     # What the model can do in batched calls on this machine: the ceiling of batching.

@@ -30,6 +30,7 @@ import requests
 from tqdm import tqdm
 
 from tests.bench import BIN, ROOT, _free_port, machine
+from tests.benchfile import publish
 
 MODEL, STEPS, PROMPT = "demo-sd", 4, "a lighthouse at dusk"
 
@@ -152,12 +153,7 @@ def main() -> None:
         "time alone (every device call runs in one executor thread).",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        from tests.benchfile import merge_report
-
-        merge_report(args.out, report)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

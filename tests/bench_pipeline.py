@@ -27,6 +27,7 @@ from pathlib import Path
 import requests
 
 from tests.bench import ROOT, batch_sizes, closed_loop, machine, stack
+from tests.benchfile import publish
 
 MODEL = "emulated-device"
 SIZE = 1024
@@ -179,12 +180,7 @@ def main() -> None:
         "the client share.",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        from tests.benchfile import merge_report
-
-        merge_report(args.out, report)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

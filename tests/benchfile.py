@@ -33,3 +33,10 @@ def merge_report(path: Path, report: str, *, replace_head: bool = False) -> None
         merged[heading] = section.rstrip("\n") + "\n\n"
     text = head.rstrip("\n") + "\n\n" + "".join(merged.values())
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def publish(report: str, out: Path | None, *, replace_head: bool = False) -> None:
+    """Print a benchmark's report and, given a path, merge it into that file."""
+    print(report)
+    if out:
+        merge_report(out, report, replace_head=replace_head)

@@ -23,7 +23,7 @@ from generations.engine import AdapterError, Canceled, ModelLoadError, OutOfMemo
 from generations.engine.cache import UnsupportedTask
 from generations.formats import EXTENSIONS, encode_image
 from generations.inputs import load_inputs, load_references
-from generations.models import Generation
+from generations.models import GeneratedImage, Generation
 from generations.moderation.checks import (
     ModerationBlocked,
     OutputCheck,
@@ -146,22 +146,13 @@ def _run(generation: Generation, place: runtime.Place) -> None:
         metrics.sample_device_memory(engine.device)
         verdicts = check.flagged(result.images) if check else [()] * len(result.images)
         withheld = [i for i, flagged in zip(missing, verdicts, strict=True) if flagged]
-        for index, image, flagged in zip(missing, result.images, verdicts, strict=True):
-            if flagged:
-                continue  # withheld: never stored, never charged
-            data, content_type = encode_image(
-                image, generation.output_format, generation.output_compression, spec.png_compression
-            )
-            lifecycle.generation_save_image(
-                generation=generation,
-                index=index,
-                seed=generation.seed + index,
-                data=data,
-                content_type=content_type,
-                extension=EXTENSIONS[generation.output_format],
-                width=image.width,
-                height=image.height,
-            )
+        # Withheld images are never stored, never charged.
+        kept = [
+            (i, image)
+            for i, image, flagged in zip(missing, result.images, verdicts, strict=True)
+            if not flagged
+        ]
+        _store(generation, spec, kept)
         if check is not None:
             output_verdict(generation, check, withheld, delivered=generation.images.count())
     delivered = generation.n - len(withheld_indices(generation))
@@ -175,6 +166,51 @@ def _run(generation: Generation, place: runtime.Place) -> None:
         inference_seconds=inference_seconds,
         device_wait_seconds=device_wait_seconds,
     )
+
+
+def _store(generation: Generation, spec, images: list[tuple[int, object]]) -> None:
+    """Encode and upload a generation's images side by side (several cores; several
+    requests in flight to S3), then write their rows here, in index order. An image that
+    could not be stored fails the job once the rows of all the others are written: a
+    redelivery makes only the missing ones."""
+
+    def upload(index: int, image) -> GeneratedImage:
+        data, content_type = encode_image(
+            image, generation.output_format, generation.output_compression, spec.png_compression
+        )
+        return lifecycle.generation_image_file(
+            generation=generation,
+            index=index,
+            seed=generation.seed + index,
+            data=data,
+            content_type=content_type,
+            extension=EXTENSIONS[generation.output_format],
+            width=image.width,
+            height=image.height,
+        )
+
+    if len(images) == 1:  # no hand-off for the common case
+        lifecycle.generation_image_row(image=upload(*images[0]))
+        return
+    futures = [_store_pool.submit(upload, index, image) for index, image in images]
+    failure = None
+    try:
+        for future in futures:
+            try:
+                stored = future.result()
+            except Exception as exc:  # noqa: BLE001 - raised once the others are recorded
+                failure = failure or exc
+                continue
+            lifecycle.generation_image_row(image=stored)
+    finally:
+        for future in futures:
+            future.cancel()  # stopped early (killed, time limit): uploads not started yet
+    if failure is not None:
+        raise failure
+
+
+# Uploads of the images of multi-image jobs (I/O to S3, encoding that releases the GIL).
+_store_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="imagehub-store")
 
 
 def _task_inputs(generation: Generation, spec, check: OutputCheck | None = None) -> dict:

@@ -101,17 +101,17 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued, monkeypatc
     run_generation(generation_id=reference_job.id)
     reference = reference_job.images.get(index=1).file.read()
     generation = queued()
-    real_save = runner.lifecycle.generation_save_image
+    real_row = runner.lifecycle.generation_image_row
 
-    def die_at_the_second_image(**kwargs):
-        if kwargs["index"] == 1:
+    def die_at_the_second_image(*, image):
+        if image.index == 1:
             raise SystemExit("worker killed after storing the first image")
-        return real_save(**kwargs)
+        return real_row(image=image)
 
-    monkeypatch.setattr(runner.lifecycle, "generation_save_image", die_at_the_second_image)
+    monkeypatch.setattr(runner.lifecycle, "generation_image_row", die_at_the_second_image)
     with pytest.raises(SystemExit):
         run_generation(generation_id=generation.id)
-    monkeypatch.setattr(runner.lifecycle, "generation_save_image", real_save)
+    monkeypatch.setattr(runner.lifecycle, "generation_image_row", real_row)
     assert list(generation.images.values_list("index", flat=True)) == [0]
     first = generation.images.get(index=0)
     silence(generation)
@@ -124,6 +124,41 @@ def test_worker_died_halfway_generates_only_the_missing_image(queued, monkeypatc
     # Alone rather than in a batch of two: equal up to float rounding.
     assert max(hi for _, hi in ImageChops.difference(regenerated, original).getextrema()) <= 2
     assert GeneratedImage.objects.filter(generation=generation).count() == 2
+
+
+def test_images_stored_side_by_side_each_in_its_place(queued):
+    """A job's images are encoded and uploaded in parallel, their rows written in index
+    order, each file holding its own seed's image."""
+    generation = queued(n=4)
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "succeeded"
+    rows = list(generation.images.order_by("pk").values_list("index", "seed"))
+    assert rows == [(i, 42 + i) for i in range(4)]
+    pixels = [Image.open(image.file).convert("RGB").tobytes() for image in generation.images.all()]
+    assert len(set(pixels)) == 4  # four seeds, four pictures, none written twice
+
+
+def test_an_image_that_cannot_be_stored_fails_the_job_after_the_others(queued, monkeypatch):
+    from generations.worker import jobs as runner
+
+    generation = queued(n=3)
+    real_file = runner.lifecycle.generation_image_file
+
+    def storage_refuses_the_second(**kwargs):
+        if kwargs["index"] == 1:
+            raise OSError("storage refused the upload")
+        return real_file(**kwargs)
+
+    monkeypatch.setattr(runner.lifecycle, "generation_image_file", storage_refuses_the_second)
+    run_generation(generation_id=generation.id)
+    generation.refresh_from_db()
+    assert generation.status == "failed" and generation.error_code == "engine_error"
+    assert "storage refused the upload" in generation.error_message
+    # The others were recorded (a killed worker's redelivery would make only the
+    # missing one); a failed job is not charged.
+    assert sorted(generation.images.values_list("index", flat=True)) == [0, 2]
+    assert generation.charged == 0
 
 
 # --- money under redelivery -------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import os
 import platform
 import re
@@ -347,6 +348,16 @@ def load(base: str, key: str, size: int, concurrency: int, count: int) -> dict:
     }
 
 
+def beside_bare(bare: Bare, size: int, run: Callable[[], dict]) -> dict:
+    """A stack run with the bare loop measured right before and right after it (the
+    mean is its `bare_ips`): on a shared machine whose speed drifts by a fifth over
+    minutes, the ratio compares like with like."""
+    before = bare.images_per_second(size, 16)
+    result = run()
+    result["bare_ips"] = (before + bare.images_per_second(size, 16)) / 2
+    return result
+
+
 # --- report -----------------------------------------------------------------------------------
 def cpu_section(throughput: dict, bare: Bare) -> list[str]:
     """Where the cores go: CPU milliseconds per request of each process, against the bare
@@ -459,12 +470,16 @@ def main() -> None:
         throughput = {False: {}}
         for size in sizes:
             for concurrency, count in levels:
-                throughput[False][(size, concurrency)] = load(base, key, size, concurrency, count)
+                throughput[False][(size, concurrency)] = beside_bare(
+                    bare, size, functools.partial(load, base, key, size, concurrency, count)
+                )
     throughput[True] = {}
     with stack(batching=True) as (base, key):
         for size in sizes:
             for concurrency, count in levels:
-                throughput[True][(size, concurrency)] = load(base, key, size, concurrency, count)
+                throughput[True][(size, concurrency)] = beside_bare(
+                    bare, size, functools.partial(load, base, key, size, concurrency, count)
+                )
 
     lines += [
         "## One request, 256x256",
@@ -493,7 +508,7 @@ def main() -> None:
         for (size, concurrency), r in throughput[batching].items():
             lines.append(
                 f"| {size}² | {'on' if batching else 'off'} | {concurrency} | "
-                f"{bare_ips[size]:.2f} | {r['ips']:.2f} | {r['ips'] / bare_ips[size]:.2f}× | "
+                f"{r['bare_ips']:.2f} | {r['ips']:.2f} | {r['ips'] / r['bare_ips']:.2f}× | "
                 f"{r['e2e_p50']:.3f} | {r['over_p50'] * 1000:.1f} / {r['over_p95'] * 1000:.1f}"
                 f" / {r['over_p99'] * 1000:.1f} |"
             )
@@ -506,7 +521,9 @@ def main() -> None:
         "",
         "The rate is the steady one: each client's requests from its second to its last "
         "(tests/bench.py, closed_loop), so the queue filling at the start and the last "
-        "partial batches are left out.",
+        "partial batches are left out. The bare loop of each row is measured right before "
+        "and right after that row's run (the mean): this shared machine's speed drifts by "
+        "up to a fifth over minutes.",
         "",
         "What the model itself does in batched calls (the bare loop, one call per batch), "
         "the ceiling of batching on this machine:",

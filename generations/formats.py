@@ -53,11 +53,10 @@ def encode_image(
 # 50 MB dependency for this one function and also runs on one core.
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # 8 bits per sample
-_BAND_BYTES = 512 * 1024  # rows per band: at least this much data, so a band pays its way
+_BAND_BYTES = 512 * 1024  # the least data a band gets, so that a band pays its way
+_BAND_THREADS = min(8, os.cpu_count() or 1)
 # Threads start on first use (the web process imports this module and never encodes).
-_BANDS = ThreadPoolExecutor(
-    max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="imagehub-png"
-)
+_BANDS = ThreadPoolExecutor(max_workers=_BAND_THREADS, thread_name_prefix="imagehub-png")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -91,7 +90,7 @@ def encode_png_fast(image, *, bands: int | None = None) -> bytes | None:
     filtered[:, 1 : 1 + channels] = rows[:, :channels]
     np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])
     if bands is None:
-        bands = max(1, min(_BANDS._max_workers, filtered.nbytes // _BAND_BYTES))
+        bands = max(1, min(_BAND_THREADS, filtered.nbytes // _BAND_BYTES))
     bands = max(1, min(bands, height))
     edges = [height * i // bands for i in range(bands + 1)]
     parts = [(filtered[edges[i] : edges[i + 1]], i == bands - 1) for i in range(bands)]

@@ -41,7 +41,7 @@ def _read(image) -> bytes:
 
 
 # Reads of the files of multi-image answers, side by side (S3: one request each).
-_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="imagehub-read")
+_readers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imagehub-read")
 
 
 def image_items(generation: Generation, base_url: str | None = None) -> list[dict]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.db import connection
@@ -197,7 +197,7 @@ def _store(generation: Generation, spec, images: list[tuple[int, object]]) -> No
     try:
         for future in futures:
             try:
-                stored = future.result()
+                stored = _result(future)
             except Exception as exc:  # noqa: BLE001 - raised once the others are recorded
                 failure = failure or exc
                 continue
@@ -207,6 +207,14 @@ def _store(generation: Generation, spec, images: list[tuple[int, object]]) -> No
             future.cancel()  # stopped early (killed, time limit): uploads not started yet
     if failure is not None:
         raise failure
+
+
+def _result(future):
+    """The future's result, waited for in short steps: Dramatiq's time limit interrupts
+    Python code only, not a thread blocked on a lock."""
+    while not wait([future], timeout=0.05).done:
+        pass
+    return future.result()  # its own exception, a TimeoutError of the upload's included
 
 
 # Uploads of the images of multi-image jobs (I/O to S3, encoding that releases the GIL).

@@ -147,7 +147,8 @@ def test_an_image_that_cannot_be_stored_fails_the_job_after_the_others(queued, m
 
     def storage_refuses_the_second(**kwargs):
         if kwargs["index"] == 1:
-            raise OSError("storage refused the upload")
+            # A TimeoutError, as a socket's: told apart from waiting for the upload.
+            raise TimeoutError("storage refused the upload")
         return real_file(**kwargs)
 
     monkeypatch.setattr(runner.lifecycle, "generation_image_file", storage_refuses_the_second)

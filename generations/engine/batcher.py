@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from generations.engine.pipelines import Engine
@@ -261,14 +261,13 @@ def run_batched(batcher: Batcher, request: RunRequest) -> RunResult:
     `request.should_stop` is asked while it waits."""
     job = batcher.submit(request)
     try:
-        while True:
-            try:
-                # Short waits keep this thread responsive to Dramatiq's time limit, which
-                # interrupts Python code only.
-                return job.future.result(timeout=0.05)
-            except TimeoutError:
-                if request.should_stop is not None and request.should_stop():
-                    job.cancel.set()
+        # Short waits keep this thread responsive to Dramatiq's time limit, which
+        # interrupts Python code only. (Not result(timeout=): a TimeoutError the engine
+        # raised would read as a wait not over yet, forever.)
+        while not wait([job.future], timeout=0.05).done:
+            if request.should_stop is not None and request.should_stop():
+                job.cancel.set()
+        return job.future.result()
     except BaseException:
         job.cancel.set()  # nobody waits for it any more: skip it or drop its images
         raise

@@ -162,6 +162,33 @@ def test_an_image_that_cannot_be_stored_fails_the_job_after_the_others(queued, m
     assert generation.charged == 0
 
 
+def test_an_engine_timeout_error_fails_the_job_instead_of_hanging(queued, monkeypatch):
+    """A TimeoutError out of the pipeline (a socket's, say) is the job's failure, not a
+    wait for the device that never ends."""
+    import signal
+
+    from generations.engine.pipelines import Engine
+
+    def times_out(self, *args, **kwargs):
+        raise TimeoutError("the model's storage did not answer")
+
+    def hung(signum, frame):
+        raise AssertionError("the worker is still waiting for the device after 60 s")
+
+    monkeypatch.setattr(Engine, "run", times_out)
+    generation = queued(n=1)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        run_generation(generation_id=generation.id)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    generation.refresh_from_db()
+    assert generation.status == "failed" and generation.error_code == "engine_error"
+    assert "did not answer" in generation.error_message
+
+
 # --- money under redelivery -------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from rest_framework.renderers import JSONRenderer as DRFRenderer
 
-from imagehub.renderers import Base64Text, JSONRenderer
+from imagehub.renderers import Base64Text, JSONRenderer, dumps_with_images
 
 
 def _payload(*images: bytes, prompt: str = "a lighthouse") -> dict:
@@ -60,3 +60,17 @@ def test_indent_and_plain_base64_text():
     assert JSONRenderer().render(payload, "application/json; indent=2", context) == (
         DRFRenderer().render(payload, "application/json; indent=2", context)
     )
+
+
+def test_server_sent_event_bodies_match_json_dumps():
+    def dumps(payload):
+        return json.dumps(payload, separators=(",", ":"))
+
+    for b64 in (Base64Text.of(os.urandom(120_000)), Base64Text.of(b"small"), "plain text"):
+        payload = {
+            "type": "image_generation.completed",
+            "b64_json": b64,
+            "size": "1024x1024",
+            "prompt": "é \u2028 imagehub-0000000000000000-0",
+        }
+        assert dumps_with_images(payload, dumps) == dumps(payload).encode()

@@ -17,7 +17,6 @@ generations/previews.py); this side only relays them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,10 +30,12 @@ from generations import notify, presenters, previews
 from generations.api import waiting
 from generations.models import Generation
 from generations.moderation.checks import ModerationBlocked, details_of
+from imagehub.renderers import Base64Text, dumps_with_images
 
 
 def _event(name: str, payload: dict) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+    data = dumps_with_images(payload, lambda p: json.dumps(p, separators=(",", ":")))
+    return b"".join((b"event: ", name.encode(), b"\ndata: ", data, b"\n\n"))
 
 
 def _common(generation: Generation, b64: str) -> dict:
@@ -69,7 +70,7 @@ def events(generation: Generation, timeout: float) -> Iterator[bytes]:
                     data = previews.read_preview(generation.id, sent, generation.output_format)
                     if data is None:
                         break
-                    payload = _common(generation, base64.b64encode(data).decode("ascii"))
+                    payload = _common(generation, Base64Text.of(data))
                     payload = {"type": f"{prefix}.partial_image", **payload}
                     payload["partial_image_index"] = sent
                     yield _event(payload["type"], payload)
@@ -85,7 +86,7 @@ def _final(generation: Generation, prefix: str, waited: float) -> Iterator[bytes
         usage = presenters.usage(generation)
         for image in generation.images.all():
             with image.file.open("rb") as handle:
-                b64 = base64.b64encode(handle.read()).decode("ascii")
+                b64 = Base64Text.of(handle.read())
             payload = {"type": f"{prefix}.completed", **_common(generation, b64), "usage": usage}
             payload["generation_id"] = generation.id
             payload["seed"] = image.seed
